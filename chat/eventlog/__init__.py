@@ -1,0 +1,52 @@
+"""Where an answer's events live between the generation that publishes them and
+the stream views that read them.
+
+One small interface, two homes: in this process (the default), or Redis Streams
+when REDIS_URL is set so that every worker sees every answer. The database stays
+the fallback for anything the log no longer holds.
+"""
+
+import functools
+from typing import Protocol
+
+from django.conf import settings
+
+from chat.events import Event
+
+
+class EventLog(Protocol):
+    async def publish(self, message_id: int, event: Event) -> None:
+        """Append `event`; its seq is one more than the last one published."""
+
+    async def read_after(self, message_id: int, cursor: int, timeout: float) -> list[Event]:
+        """The events with seq > cursor, waiting up to `timeout` seconds for the
+        first one; [] when none came (or the log does not hold the message)."""
+
+    async def finish(self, message_id: int) -> None:
+        """The answer ended: keep its events for late readers, then let them go."""
+
+    async def request_stop(self, message_id: int) -> None:
+        """Ask the generation of `message_id`, wherever it runs, to stop."""
+
+    async def wait_for_stop(self, message_id: int) -> None:
+        """Return once a stop was requested for `message_id`."""
+
+    async def clear_stop(self, message_id: int) -> None:
+        """Forget a stop request, before a new generation of the message starts."""
+
+    async def touch_viewer(self, message_id: int) -> None:
+        """Note that somebody is watching the answer now."""
+
+    async def seconds_since_viewed(self, message_id: int) -> float | None:
+        """How long ago somebody last watched, or None if nobody ever did."""
+
+
+@functools.cache
+def get_event_log() -> EventLog:
+    if settings.REDIS_URL:
+        from chat.eventlog.redis import RedisEventLog
+
+        return RedisEventLog(settings.REDIS_URL)
+    from chat.eventlog.memory import MemoryEventLog
+
+    return MemoryEventLog()

@@ -1,0 +1,190 @@
+"""What the product stores: conversations, their messages, each answer attempt
+(Generation), the tool calls an answer made, and users' feedback."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Reviewable(models.Model):
+    """Fields staff use to review stored content in admin."""
+
+    flagged = models.BooleanField(default=False, db_index=True)
+    review_note = models.TextField(blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        abstract = True
+
+
+class Conversation(Reviewable):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200, default="New chat")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Status(models.TextChoices):
+    STREAMING = "streaming", "Generating"
+    COMPLETE = "complete", "Complete"
+    STOPPED = "stopped", "Stopped"
+    ERROR = "error", "Error"
+    INTERRUPTED = "interrupted", "Interrupted"
+
+
+class StopReason(models.TextChoices):
+    NONE = "", "—"
+    USER_STOP = "user_stop", "Stopped by the user"
+    PROVIDER_ERROR = "provider_error", "Model provider error"
+    SERVER_RESTART = "server_restart", "Server restarted"
+    TOKEN_LIMIT = "token_limit", "Reached the token limit"
+    TOOL_ROUND_LIMIT = "tool_round_limit", "Too many tool rounds"
+    UNWATCHED = "unwatched", "Nobody was watching"
+    ANSWER_LIMIT = "answer_limit", "Reached the answer length limit"
+
+
+# Worst first: the admin shows a conversation's worst answer status.
+STATUS_SEVERITY = {
+    Status.ERROR: 4,
+    Status.INTERRUPTED: 3,
+    Status.STOPPED: 2,
+    Status.STREAMING: 1,
+    Status.COMPLETE: 0,
+}
+
+
+class Message(Reviewable):
+    class Role(models.TextChoices):
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.COMPLETE, db_index=True)
+    stop_reason = models.CharField(max_length=20, choices=StopReason.choices, blank=True, db_index=True)
+    error = models.TextField(blank=True)
+    model = models.CharField(max_length=100, blank=True, db_index=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    first_token_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Refreshed by the running generation; a stale one means its process died.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Sequence number of the last event whose effect `content` (and the tool
+    # calls) include: a page rendered from this row resumes its stream after it.
+    last_seq = models.PositiveIntegerField(default=0)
+    # Retry hides an answer from the conversation but keeps it for review.
+    superseded_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.role} #{self.pk}"
+
+    @property
+    def is_streaming(self) -> bool:
+        return self.status == Status.STREAMING
+
+    @property
+    def can_continue(self) -> bool:
+        return self.role == self.Role.ASSISTANT and self.status in (
+            Status.STOPPED,
+            Status.ERROR,
+            Status.INTERRUPTED,
+        )
+
+    @property
+    def total_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.created_at).total_seconds()
+
+    @property
+    def first_token_seconds(self) -> float | None:
+        if self.first_token_at is None:
+            return None
+        return (self.first_token_at - self.created_at).total_seconds()
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        if not self.completion_tokens or self.first_token_at is None or self.finished_at is None:
+            return None
+        seconds = (self.finished_at - self.first_token_at).total_seconds()
+        return self.completion_tokens / seconds if seconds > 0 else None
+
+
+class Generation(models.Model):
+    """One attempt at producing an answer's text: the first run, or a Continue.
+
+    `text_offset` is where this attempt's text starts in the message: the seam.
+    """
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="generations")
+    text_offset = models.PositiveIntegerField(default=0)
+    start_seq = models.PositiveIntegerField(default=0)
+    model = models.CharField(max_length=100, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    first_token_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.STREAMING)
+    stop_reason = models.CharField(max_length=20, choices=StopReason.choices, blank=True)
+    error = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+
+
+class ToolCall(models.Model):
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        OK = "ok", "OK"
+        ERROR = "error", "Error"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="tool_calls")
+    call_id = models.CharField(max_length=200)
+    name = models.CharField(max_length=100)
+    arguments = models.TextField(blank=True)
+    result = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Where the card sits between the answer's text, and which events made it.
+    text_offset = models.PositiveIntegerField(default=0)
+    start_seq = models.PositiveIntegerField(default=0)
+    result_seq = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["start_seq", "id"]
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.finished_at is None:
+            return None
+        return round((self.finished_at - self.started_at).total_seconds() * 1000)
+
+
+class Feedback(models.Model):
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    rating = models.SmallIntegerField(choices=[(1, "👍 Good"), (-1, "👎 Bad")])
+    comment = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)

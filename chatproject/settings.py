@@ -1,0 +1,174 @@
+"""Settings for the chat product, driven by environment variables.
+
+The defaults run on a fresh machine with nothing else: SQLite, the in-process event
+log and the offline demo model. See README.md for every variable.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from chatproject.env import env_bool, env_int, env_number, env_str, env_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set it to a long random string "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), "
+            "or set DJANGO_DEBUG=1 for local development."
+        )
+    SECRET_KEY = "insecure-development-key-never-use-in-production"
+
+ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "chat.middleware.ContentSecurityPolicyMiddleware",
+]
+
+ROOT_URLCONF = "chatproject.urls"
+ASGI_APPLICATION = "chatproject.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "chat.context_processors.model_info",
+            ],
+        },
+    },
+]
+
+# Database: SQLite in WAL mode by default; DATABASE_URL selects PostgreSQL.
+DATABASE_URL = env_url("DATABASE_URL", ("sqlite", "postgres", "postgresql"))
+if DATABASE_URL:
+    try:
+        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not usable: {exc}") from None
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+        }
+    }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # WAL lets the stream readers work while a generation writes; the busy
+        # timeout and IMMEDIATE transactions turn lock contention into waiting.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+
+# Event log: in-process by default; REDIS_URL selects Redis Streams.
+REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chat-home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# Serve /static/ from the ASGI app itself; turn off behind a proxy that serves
+# STATIC_ROOT (see README, Running in production).
+SERVE_STATIC = env_bool("SERVE_STATIC", True)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# HTTPS hardening: on whenever the site is served over HTTPS behind a proxy.
+HTTPS = env_bool("HTTPS", False)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# The model. With no OPENAI_API_KEY the offline demo model answers.
+OPENAI_API_KEY = env_str("OPENAI_API_KEY")
+OPENAI_BASE_URL = env_url("OPENAI_BASE_URL", ("http", "https"))
+CHAT_MODEL = env_str("CHAT_MODEL", "gpt-4o-mini" if OPENAI_API_KEY else "demo")
+CHAT_MAX_TOKENS = env_int("CHAT_MAX_TOKENS", 2048, minimum=1)
+# The SDK retries a failed request until the response starts; mid-stream
+# failures are ours to handle (see chat/model_client.py).
+CHAT_MAX_RETRIES = env_int("CHAT_MAX_RETRIES", 2)
+CHAT_CONNECT_TIMEOUT = env_number("CHAT_CONNECT_TIMEOUT", 10, minimum=0.1)
+# Longest wait for the next chunk of a streaming answer.
+CHAT_IDLE_TIMEOUT = env_number("CHAT_IDLE_TIMEOUT", 60, minimum=0.1)
+CHAT_MAX_TOOL_ROUNDS = env_int("CHAT_MAX_TOOL_ROUNDS", 5, minimum=1)
+CHAT_TOOL_TIMEOUT = env_number("CHAT_TOOL_TIMEOUT", 10, minimum=0.1)
+# Seconds between characters of the demo model (a person can watch it).
+CHAT_DEMO_DELAY = env_number("CHAT_DEMO_DELAY", 0.03)
+
+# Streaming and persistence.
+CHAT_FLUSH_INTERVAL = env_number("CHAT_FLUSH_INTERVAL", 0.25, minimum=0.01)
+CHAT_HEARTBEAT_INTERVAL = env_number("CHAT_HEARTBEAT_INTERVAL", 2, minimum=0.05)
+CHAT_HEARTBEAT_STALE = env_number("CHAT_HEARTBEAT_STALE", 15, minimum=0.1)
+CHAT_PING_INTERVAL = env_number("CHAT_PING_INTERVAL", 15, minimum=0.1)
+CHAT_SSE_RETRY_MS = env_int("CHAT_SSE_RETRY_MS", 2000, minimum=100)
+# A generation nobody has watched for this long is stopped as interrupted.
+CHAT_UNWATCHED_LIMIT = env_number("CHAT_UNWATCHED_LIMIT", 600, minimum=1)
+# How long a finished answer's events stay in the event log for late readers.
+CHAT_EVENT_LOG_TTL = env_number("CHAT_EVENT_LOG_TTL", 300, minimum=1)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "chat": {"handlers": ["console"], "level": env_str("CHAT_LOG_LEVEL", "INFO"), "propagate": False},
+    },
+}
