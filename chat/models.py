@@ -51,6 +51,7 @@ class StopReason(models.TextChoices):
     TOOL_ROUND_LIMIT = "tool_round_limit", "Too many tool rounds"
     UNWATCHED = "unwatched", "Nobody was watching"
     ANSWER_LIMIT = "answer_limit", "Reached the answer length limit"
+    INTERNAL_ERROR = "internal_error", "Server error"
 
 
 # Worst first: the admin shows a conversation's worst answer status.

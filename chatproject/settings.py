@@ -17,7 +17,8 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
-    if not DEBUG:
+    # pytest sets PYTEST_VERSION while it runs: tests need no secret.
+    if not DEBUG and not env_str("PYTEST_VERSION"):
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. Set it to a long random string "
             "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), "
@@ -170,5 +171,18 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "chat": {"handlers": ["console"], "level": env_str("CHAT_LOG_LEVEL", "INFO"), "propagate": False},
+        # One line per provider request is noise next to the per-answer line.
+        "httpx2": {"level": "WARNING"},
     },
 }
+
+# Limits.
+CHAT_SYSTEM_PROMPT = env_str("CHAT_SYSTEM_PROMPT")
+# History sent to the model, in characters of JSON; the oldest turns go first.
+CHAT_MAX_CONTEXT_CHARS = env_int("CHAT_MAX_CONTEXT_CHARS", 60000, minimum=1000)
+CHAT_MAX_ANSWER_CHARS = env_int("CHAT_MAX_ANSWER_CHARS", 100000, minimum=100)
+CHAT_MAX_PROMPT_CHARS = env_int("CHAT_MAX_PROMPT_CHARS", 20000, minimum=1)
+CHAT_MAX_CONCURRENT_ANSWERS = env_int("CHAT_MAX_CONCURRENT_ANSWERS", 3, minimum=1)
+CHAT_PROMPTS_PER_MINUTE = env_int("CHAT_PROMPTS_PER_MINUTE", 20, minimum=1)
+# How often a waiting stream checks the database for an answer its log lacks.
+CHAT_STREAM_POLL = env_number("CHAT_STREAM_POLL", 3, minimum=0.05)

@@ -1,0 +1,425 @@
+"""The generation loop: one answer attempt, running apart from any request.
+
+model stream ─► text_delta events, tool calls ─► tool_start / run / tool_result ─►
+model again ... until a text answer, then done (or error). Every event goes to the
+event log with the next sequence number; the text goes to the database in batches
+(chat/recorder.py). Stop, a viewerless answer and a crash each end it cleanly.
+"""
+
+import asyncio
+import contextvars
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import openai
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from chat import events
+from chat.eventlog import get_event_log
+from chat.events import Event
+from chat.history import build_messages
+from chat.model_client import describe_error, get_client
+from chat.models import Conversation, Generation, Message, Status, StopReason, ToolCall
+from chat.recorder import Recorder
+from chat.tools import ToolContext, ToolError, all_tools, get_tool
+
+logger = logging.getLogger("chat.generation")
+
+# Running generations of this process, so they are not garbage-collected and
+# tests can wait for them.
+_running: dict[int, asyncio.Task] = {}
+
+
+def start(message_id: int, generation_id: int) -> asyncio.Task:
+    """Start generating in the background. A fresh context: the task must not
+    inherit the request's (its thread-sensitive ORM executor ends with it)."""
+    task = asyncio.get_running_loop().create_task(
+        _run(message_id, generation_id), context=contextvars.Context(), name=f"generation-{message_id}"
+    )
+    _running[message_id] = task
+    task.add_done_callback(lambda t: _running.pop(message_id, None) if _running.get(message_id) is t else None)
+    return task
+
+
+def running_task(message_id: int) -> asyncio.Task | None:
+    return _running.get(message_id)
+
+
+async def _run(message_id: int, generation_id: int) -> None:
+    async with ThreadSensitiveContext():
+        try:
+            await Answer(message_id, generation_id).run()
+        finally:
+            await sync_to_async(close_old_connections)()
+
+
+@dataclass
+class Outcome:
+    status: str
+    reason: str = StopReason.NONE
+    error: str = ""
+
+
+class ProviderFailure(Exception):
+    """The model provider failed; the message is what the user reads."""
+
+
+class AnswerTooLong(Exception):
+    pass
+
+
+@dataclass
+class PendingCall:
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass
+class Round:
+    text: str = ""
+    finish_reason: str | None = None
+    calls: list[PendingCall] = field(default_factory=list)
+
+
+class Answer:
+    def __init__(self, message_id: int, generation_id: int) -> None:
+        self.message_id = message_id
+        self.generation_id = generation_id
+        self.log = get_event_log()
+        self._emit_lock = asyncio.Lock()
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.started = time.monotonic()
+
+    async def run(self) -> None:
+        self.message = await Message.objects.select_related("conversation").aget(pk=self.message_id)
+        self.generation = await Generation.objects.aget(pk=self.generation_id)
+        self.recorder = Recorder(self.message)
+        self.seq = self.message.last_seq
+        try:
+            outcome = await self._until_finished()
+        except asyncio.CancelledError:
+            # The server is shutting down: record what we have, then let go.
+            await asyncio.shield(self._finish(Outcome(Status.INTERRUPTED, StopReason.SERVER_RESTART)))
+            raise
+        except Exception as exc:
+            logger.exception("generation failed message=%s", self.message_id)
+            outcome = Outcome(Status.ERROR, StopReason.INTERNAL_ERROR, f"The server failed while answering ({type(exc).__name__}).")
+        await self._finish(outcome)
+
+    async def _until_finished(self) -> Outcome:
+        work = asyncio.create_task(self._rounds())
+        stop = asyncio.create_task(self.log.wait_for_stop(self.message_id))
+        unwatched = asyncio.create_task(self._until_unwatched())
+        recorder = asyncio.create_task(self.recorder.run())
+        try:
+            done, _ = await asyncio.wait({work, stop, unwatched}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (work, stop, unwatched, recorder):
+                task.cancel()
+            # Cancelling `work` closes the provider's response: the provider stops
+            # producing, not only the display.
+            await asyncio.gather(work, stop, unwatched, recorder, return_exceptions=True)
+        if work in done:
+            return work.result()
+        if stop in done:
+            return Outcome(Status.STOPPED, StopReason.USER_STOP)
+        return Outcome(
+            Status.INTERRUPTED,
+            StopReason.UNWATCHED,
+            f"Nobody watched this answer for {settings.CHAT_UNWATCHED_LIMIT:g} seconds, so it was paused.",
+        )
+
+    async def _until_unwatched(self) -> None:
+        limit = settings.CHAT_UNWATCHED_LIMIT
+        while True:
+            await asyncio.sleep(min(limit / 4, 5))
+            since = await self.log.seconds_since_viewed(self.message_id)
+            if since is None:
+                since = time.monotonic() - self.started
+            if since > limit:
+                return
+
+    # The model loop.
+
+    async def _rounds(self) -> Outcome:
+        messages = await sync_to_async(build_messages)(self.message)
+        tools = [tool.schema() for tool in all_tools()]
+        tool_rounds = 0
+        while True:
+            try:
+                round = await self._stream_round(messages, tools)
+            except ProviderFailure as exc:
+                return Outcome(Status.ERROR, StopReason.PROVIDER_ERROR, str(exc))
+            except AnswerTooLong:
+                return Outcome(
+                    Status.STOPPED,
+                    StopReason.ANSWER_LIMIT,
+                    f"The answer reached the length limit of {settings.CHAT_MAX_ANSWER_CHARS} characters.",
+                )
+            if round.calls:
+                if tool_rounds >= settings.CHAT_MAX_TOOL_ROUNDS:
+                    return Outcome(
+                        Status.ERROR,
+                        StopReason.TOOL_ROUND_LIMIT,
+                        f"The model kept calling tools ({settings.CHAT_MAX_TOOL_ROUNDS} rounds); stopped here.",
+                    )
+                tool_rounds += 1
+                messages.extend(await self._run_tools(round))
+                continue
+            if round.finish_reason == "length":
+                return Outcome(Status.STOPPED, StopReason.TOKEN_LIMIT, "The answer reached the model's token limit.")
+            return Outcome(Status.COMPLETE)
+
+    async def _stream_round(self, messages: list[dict], tools: list[dict]) -> Round:
+        """One chat-completions request, streamed: text goes out as it comes,
+        tool-call deltas are gathered until complete."""
+        round = Round()
+        by_index: dict[int, PendingCall] = {}
+        try:
+            stream = await get_client().chat.completions.create(
+                model=settings.CHAT_MODEL,
+                messages=messages,
+                tools=tools or openai.omit,
+                stream=True,
+                stream_options={"include_usage": True},
+                max_tokens=settings.CHAT_MAX_TOKENS,
+            )
+        except openai.APIError as exc:
+            raise ProviderFailure(describe_error(exc)) from exc
+        try:
+            chunks = aiter(stream)
+            while True:
+                try:
+                    async with asyncio.timeout(settings.CHAT_IDLE_TIMEOUT):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise ProviderFailure(
+                        f"The model provider sent nothing for {settings.CHAT_IDLE_TIMEOUT:g} seconds."
+                    ) from None
+                if chunk.usage:
+                    self.prompt_tokens += chunk.usage.prompt_tokens or 0
+                    self.completion_tokens += chunk.usage.completion_tokens or 0
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                delta = choice.delta
+                if delta is not None and delta.content:
+                    round.text += delta.content
+                    await self._text(delta.content)
+                for call_delta in (delta.tool_calls if delta is not None else None) or []:
+                    _gather_call(round, by_index, call_delta)
+                if choice.finish_reason:
+                    round.finish_reason = choice.finish_reason
+        except (openai.APIError, OSError, ValueError) as exc:
+            raise ProviderFailure(describe_error(exc)) from exc
+        except Exception as exc:
+            # httpx2 transport errors mid-stream are not wrapped by the SDK.
+            if type(exc).__module__.startswith(("httpx2", "httpcore2")):
+                raise ProviderFailure(describe_error(exc)) from exc
+            raise
+        finally:
+            await stream.close()
+        if round.finish_reason is None:
+            raise ProviderFailure("The model's answer ended without finishing (the stream was cut off).")
+        return round
+
+    async def _text(self, text: str) -> None:
+        if self.recorder.length + len(text) > settings.CHAT_MAX_ANSWER_CHARS:
+            text = text[: settings.CHAT_MAX_ANSWER_CHARS - self.recorder.length]
+            if text:
+                event = await self._emit(events.TEXT_DELTA, {"text": text})
+                self.recorder.add_text(text, event.seq)
+            raise AnswerTooLong
+        event = await self._emit(events.TEXT_DELTA, {"text": text})
+        self.recorder.add_text(text, event.seq)
+
+    # Tools.
+
+    async def _run_tools(self, round: Round) -> list[dict]:
+        """Announce every call, run them in parallel, report each as it ends.
+        Returns the messages that give the model the results."""
+        # The card sits after the text that preceded it: store that text first.
+        await self.recorder.flush()
+        rows = []
+        for call in round.calls:
+            rows.append(await self._tool_start(call))
+        context = ToolContext(user_id=self.message.conversation.owner_id, conversation_id=self.message.conversation_id)
+        await asyncio.gather(*(self._run_tool(row, context) for row in rows))
+        assistant = {
+            "role": "assistant",
+            "content": round.text or None,
+            "tool_calls": [
+                {"id": r.call_id, "type": "function", "function": {"name": r.name, "arguments": r.arguments}}
+                for r in rows
+            ],
+        }
+        results = [
+            {"role": "tool", "tool_call_id": r.call_id, "content": r.result if r.state == ToolCall.State.OK else f"Error: {r.error}"}
+            for r in rows
+        ]
+        return [assistant, *results]
+
+    async def _tool_start(self, call: PendingCall) -> ToolCall:
+        async with self._emit_lock:
+            row = await ToolCall.objects.acreate(
+                message_id=self.message_id,
+                call_id=call.id,
+                name=call.name,
+                arguments=call.arguments,
+                text_offset=self.recorder.length,
+                start_seq=self.seq + 1,
+            )
+            event = await self._publish(events.TOOL_START, {"call_id": call.id, "name": call.name, "arguments": call.arguments})
+        self.recorder.advance(event.seq)
+        return row
+
+    async def _run_tool(self, row: ToolCall, context: ToolContext) -> None:
+        started = time.monotonic()
+        try:
+            row.result = await _call_tool(row.name, row.arguments, context)
+            row.state = ToolCall.State.OK
+        except ToolError as exc:
+            row.error, row.state = str(exc), ToolCall.State.ERROR
+        except TimeoutError:
+            row.error, row.state = f"The tool took longer than {settings.CHAT_TOOL_TIMEOUT:g} seconds.", ToolCall.State.ERROR
+        except Exception as exc:
+            logger.exception("tool %s failed", row.name)
+            row.error, row.state = f"The tool failed ({type(exc).__name__}).", ToolCall.State.ERROR
+        row.finished_at = timezone.now()
+        duration_ms = round((time.monotonic() - started) * 1000)
+        async with self._emit_lock:
+            row.result_seq = self.seq + 1
+            await row.asave(update_fields=["result", "error", "state", "finished_at", "result_seq"])
+            data = {"call_id": row.call_id, "name": row.name, "arguments": row.arguments, "duration_ms": duration_ms}
+            data.update({"result": row.result} if row.state == ToolCall.State.OK else {"error": row.error})
+            event = await self._publish(events.TOOL_RESULT, data)
+        self.recorder.advance(event.seq)
+
+    # Events.
+
+    async def _emit(self, type: str, data: dict) -> Event:
+        async with self._emit_lock:
+            return await self._publish(type, data)
+
+    async def _publish(self, type: str, data: dict) -> Event:
+        """Caller holds the lock: sequence numbers reach the log in order."""
+        self.seq += 1
+        event = Event(self.seq, type, data)
+        try:
+            await self.log.publish(self.message_id, event)
+        except Exception:
+            # The log is unreachable (Redis down): the text still reaches the
+            # database, and viewers are told by their stream.
+            logger.warning("event log publish failed message=%s seq=%s", self.message_id, self.seq, exc_info=True)
+        return event
+
+    async def _finish(self, outcome: Outcome) -> None:
+        now = timezone.now()
+        terminal_seq = self.seq + 1
+        message = self.message
+        message.content = self.recorder.content
+        message.status = outcome.status
+        message.stop_reason = outcome.reason
+        message.error = outcome.error
+        message.finished_at = now
+        message.heartbeat_at = now
+        message.first_token_at = self.recorder.first_token_at
+        message.last_seq = terminal_seq
+        message.prompt_tokens = (message.prompt_tokens or 0) + self.prompt_tokens
+        message.completion_tokens = (message.completion_tokens or 0) + self.completion_tokens
+        await message.asave(
+            update_fields=[
+                "content", "status", "stop_reason", "error", "finished_at", "heartbeat_at",
+                "first_token_at", "last_seq", "prompt_tokens", "completion_tokens",
+            ]
+        )
+        await Generation.objects.filter(pk=self.generation_id).aupdate(
+            status=outcome.status,
+            stop_reason=outcome.reason,
+            error=outcome.error,
+            finished_at=now,
+            first_token_at=self.recorder.first_token_at if self.generation.text_offset == 0 else None,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+        )
+        await ToolCall.objects.filter(message_id=message.pk, state=ToolCall.State.RUNNING).aupdate(
+            state=ToolCall.State.ERROR, error="The answer ended before the tool finished.", finished_at=now
+        )
+        await Conversation.objects.filter(pk=message.conversation_id).aupdate(updated_at=now)
+        async with self._emit_lock:
+            data = {"status": outcome.status, "reason": outcome.reason}
+            if outcome.status == Status.ERROR:
+                await self._publish(events.ERROR, {**data, "message": outcome.error})
+            else:
+                await self._publish(events.DONE, data)
+        try:
+            await self.log.finish(self.message_id)
+        except Exception:
+            logger.warning("event log finish failed message=%s", self.message_id, exc_info=True)
+        _log_outcome(message, self, outcome)
+
+
+def _gather_call(round: Round, by_index: dict[int, PendingCall], delta) -> None:
+    """Tool-call deltas arrive in pieces keyed by index; some servers reuse index
+    0 for every call, so a new id at a known index starts a new call."""
+    index = delta.index or 0
+    call = by_index.get(index)
+    if call is None or (delta.id and call.id and delta.id != call.id):
+        call = by_index[index] = PendingCall()
+        round.calls.append(call)
+    if delta.id:
+        call.id = delta.id
+    if delta.function is not None:
+        if delta.function.name:
+            call.name += delta.function.name
+        if delta.function.arguments:
+            call.arguments += delta.function.arguments
+    if not call.id:
+        call.id = f"call_{len(round.calls)}"
+
+
+async def _call_tool(name: str, arguments: str, context: ToolContext) -> str:
+    tool = get_tool(name)
+    if tool is None:
+        raise ToolError(f"There is no tool named {name!r}.")
+    try:
+        args = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        raise ToolError("The arguments were not valid JSON.") from None
+    if not isinstance(args, dict):
+        raise ToolError("The arguments must be a JSON object.")
+    async with asyncio.timeout(settings.CHAT_TOOL_TIMEOUT):
+        return await tool.run(args, context)
+
+
+def _log_outcome(message: Message, answer: Answer, outcome: Outcome) -> None:
+    """One structured line per answer: no prompt text, no secrets."""
+    first_token = (
+        round((message.first_token_at - message.created_at).total_seconds(), 3) if message.first_token_at else None
+    )
+    logger.info(
+        "answer %s",
+        json.dumps(
+            {
+                "user_id": message.conversation.owner_id,
+                "message_id": message.pk,
+                "model": message.model,
+                "prompt_tokens": answer.prompt_tokens,
+                "completion_tokens": answer.completion_tokens,
+                "first_token_s": first_token,
+                "duration_s": round(time.monotonic() - answer.started, 3),
+                "outcome": outcome.status,
+                "reason": outcome.reason,
+                "db_writes": answer.recorder.writes + 1,
+            }
+        ),
+    )

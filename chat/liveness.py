@@ -1,0 +1,51 @@
+"""An answer whose generation died (server restart, crash) must not spin forever:
+a message still `streaming` whose heartbeat is stale is marked interrupted."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from chat import generation
+from chat.models import Generation, Message, Status, StopReason, ToolCall
+
+INTERRUPTED_ERROR = "The server stopped while this answer was being written. Continue picks up where it stopped."
+
+
+def stale_before():
+    return timezone.now() - timedelta(seconds=settings.CHAT_HEARTBEAT_STALE)
+
+
+def _stale_filter() -> Q:
+    before = stale_before()
+    return Q(status=Status.STREAMING) & (Q(heartbeat_at__lt=before) | Q(heartbeat_at__isnull=True, created_at__lt=before))
+
+
+async def interrupt_if_stale(message: Message) -> bool:
+    """Mark `message` interrupted if its generation is gone. True if it was.
+
+    The update is conditional on the stale heartbeat, so a generation that is in
+    fact alive (it just wrote) is never overruled.
+    """
+    if message.status != Status.STREAMING or generation.running_task(message.pk) is not None:
+        return False
+    now = timezone.now()
+    changed = await Message.objects.filter(_stale_filter(), pk=message.pk).aupdate(
+        status=Status.INTERRUPTED,
+        stop_reason=StopReason.SERVER_RESTART,
+        error=INTERRUPTED_ERROR,
+        finished_at=now,
+        # The error that ends the open streams gets a sequence number of its own.
+        last_seq=F("last_seq") + 1,
+    )
+    if not changed:
+        return False
+    await Generation.objects.filter(message_id=message.pk, status=Status.STREAMING).aupdate(
+        status=Status.INTERRUPTED, stop_reason=StopReason.SERVER_RESTART, error=INTERRUPTED_ERROR, finished_at=now
+    )
+    await ToolCall.objects.filter(message_id=message.pk, state=ToolCall.State.RUNNING).aupdate(
+        state=ToolCall.State.ERROR, error="The server stopped before the tool finished.", finished_at=now
+    )
+    await message.arefresh_from_db()
+    return True

@@ -1,0 +1,161 @@
+"""How stored messages and live events look in the page.
+
+The same templates serve a page load, a stream's events and admin review, so an
+answer looks the same however it is reached. Every piece of model or tool output
+is escaped (live text, tool cards) or rendered as sanitised Markdown (finished text).
+"""
+
+import hashlib
+import html
+import json
+from dataclasses import dataclass
+
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from chat import events
+from chat.markdown import render_markdown
+from chat.models import Message, Status, ToolCall
+
+
+def escape_text(text: str) -> str:
+    # A carriage return would be a line break to the SSE parser and come back as
+    # a newline: encode it so the text arrives exactly as produced.
+    return html.escape(text).replace("\r", "&#13;")
+
+
+def text_fragment(text: str) -> str:
+    """Live text: a span per delta keeps leading spaces and stays inert."""
+    return f"<span>{escape_text(text)}</span>"
+
+
+def terminal_event_type(status: str) -> str:
+    return events.ERROR if status in (Status.ERROR, Status.INTERRUPTED) else events.DONE
+
+
+@dataclass
+class ToolCard:
+    message_id: int
+    call_id: str
+    name: str
+    arguments: str
+    state: str
+    result: str = ""
+    error: str = ""
+    duration_ms: int | None = None
+
+    @property
+    def dom_id(self) -> str:
+        # Call ids come from the model: never put them in an id attribute raw.
+        digest = hashlib.sha1(f"{self.message_id}:{self.call_id}".encode()).hexdigest()[:16]
+        return f"tool-{digest}"
+
+    @property
+    def pretty_arguments(self) -> str:
+        try:
+            return json.dumps(json.loads(self.arguments or "{}"), indent=2, ensure_ascii=False)
+        except ValueError:
+            return self.arguments
+
+    @classmethod
+    def from_row(cls, call: ToolCall, *, upto_seq: int | None = None) -> "ToolCard":
+        finished = call.result_seq is not None and (upto_seq is None or call.result_seq <= upto_seq)
+        return cls(
+            message_id=call.message_id,
+            call_id=call.call_id,
+            name=call.name,
+            arguments=call.arguments,
+            state=call.state if finished else ToolCall.State.RUNNING,
+            result=call.result if finished else "",
+            error=call.error if finished else "",
+            duration_ms=call.duration_ms if finished else None,
+        )
+
+
+def tool_card_html(card: ToolCard, *, oob: bool = False) -> str:
+    return render_to_string("chat/_tool_card.html", {"card": card, "oob": oob})
+
+
+def event_fragment(message_id: int, event: events.Event) -> str:
+    """The HTML an event carries to the page (done and error are rendered by the
+    stream view from the stored message instead)."""
+    data = event.data
+    if event.type == events.TEXT_DELTA:
+        return text_fragment(data.get("text", ""))
+    if event.type == events.TOOL_START:
+        card = ToolCard(message_id, data["call_id"], data["name"], data.get("arguments", ""), ToolCall.State.RUNNING)
+        return tool_card_html(card)
+    if event.type == events.TOOL_RESULT:
+        state = ToolCall.State.ERROR if "error" in data else ToolCall.State.OK
+        card = ToolCard(
+            message_id,
+            data["call_id"],
+            data["name"],
+            data.get("arguments", ""),
+            state,
+            result=data.get("result", ""),
+            error=data.get("error", ""),
+            duration_ms=data.get("duration_ms"),
+        )
+        return tool_card_html(card, oob=True)
+    raise ValueError(f"{event.type} events are rendered from the stored message")
+
+
+def message_segments(message: Message, tool_calls: list[ToolCall]) -> list[dict]:
+    """Text and tool cards in the order they happened. While streaming, the text is
+    shown escaped as it will keep arriving; once finished, as Markdown."""
+    upto = message.last_seq
+    visible = [c for c in tool_calls if c.start_seq <= upto]
+    segments: list[dict] = []
+    position = 0
+    content = message.content
+    for call in visible:
+        offset = min(call.text_offset, len(content))
+        if offset > position:
+            segments.append(_text_segment(message, content[position:offset]))
+            position = offset
+        segments.append({"kind": "tool", "card": ToolCard.from_row(call, upto_seq=upto)})
+    if position < len(content):
+        segments.append(_text_segment(message, content[position:]))
+    return segments
+
+
+def _text_segment(message: Message, text: str) -> dict:
+    if message.is_streaming:
+        return {"kind": "text", "html": text_fragment(text), "live": True}
+    return {"kind": "text", "html": render_markdown(text), "live": False}
+
+
+def message_context(message: Message, tool_calls: list[ToolCall] | None = None) -> dict:
+    if tool_calls is None:
+        tool_calls = list(message.tool_calls.all())
+    conversation_id = message.conversation_id
+    args = [conversation_id, message.pk]
+    return {
+        "m": message,
+        "segments": message_segments(message, tool_calls) if message.role == Message.Role.ASSISTANT else [],
+        "user_text": message.content if message.role == Message.Role.USER else "",
+        "stream_url": reverse("chat-stream", args=args) + f"?after={message.last_seq}",
+        "stop_url": reverse("chat-stop", args=args),
+        "continue_url": reverse("chat-continue", args=args),
+        "retry_url": reverse("chat-retry", args=args),
+        "feedback_url": reverse("chat-feedback", args=args),
+        "feedback": getattr(message, "feedback", None) if _has_feedback(message) else None,
+    }
+
+
+def _has_feedback(message: Message) -> bool:
+    try:
+        message.feedback  # noqa: B018
+    except Message.feedback.RelatedObjectDoesNotExist:
+        return False
+    return True
+
+
+def render_message(message: Message, *, is_last: bool = True, notice: str = "") -> str:
+    """One message as its own fragment. `notice` replaces the live stream with a
+    message to the user (used when the live connection cannot be followed)."""
+    context = message_context(message)
+    context["is_last"] = is_last
+    context["notice"] = notice
+    return render_to_string("chat/_message.html", context)

@@ -1,0 +1,100 @@
+"""The SSE stream of one answer: a read-only tail of its event log.
+
+It replays the events after the client's cursor, follows live ones, and closes
+after `done` or `error`. It never produces anything: the generation runs apart,
+so a reload, a dropped connection or a second tab changes nothing about it.
+"""
+
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, StreamingHttpResponse
+from django.views.decorators.http import require_GET
+
+from chat import sse
+from chat.events import ERROR as sse_error
+from chat.eventlog import get_event_log
+from chat.liveness import interrupt_if_stale
+from chat.models import Message, Status
+from chat.rendering import event_fragment, render_message, terminal_event_type
+from chat.views import _amessage_for
+
+logger = logging.getLogger("chat.stream")
+
+LOG_UNREACHABLE = "Lost the live connection to this answer. It is still being saved: reload the page to see it."
+
+
+def _cursor(request: HttpRequest) -> int:
+    """The last event the client has: Last-Event-ID (the browser's own reconnect)
+    or `after` (htmx-ext-sse reconnects with a new EventSource, which drops the
+    header, so the page keeps the cursor in the URL)."""
+    cursor = 0
+    for raw in (request.headers.get("Last-Event-ID"), request.GET.get("after")):
+        try:
+            cursor = max(cursor, int(raw or 0))
+        except ValueError:
+            pass
+    return cursor
+
+
+@require_GET
+@login_required
+async def stream(request: HttpRequest, conversation_id: int, message_id: int) -> StreamingHttpResponse:
+    message = await _amessage_for(request, conversation_id, message_id)
+    response = StreamingHttpResponse(answer_events(message, _cursor(request)), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+async def answer_events(message: Message, cursor: int) -> AsyncIterator[str]:
+    log = get_event_log()
+    yield sse.retry(settings.CHAT_SSE_RETRY_MS)
+    await interrupt_if_stale(message)
+    last_sent = time.monotonic()
+    while True:
+        try:
+            await log.touch_viewer(message.pk)
+            wait = 0 if message.status != Status.STREAMING else settings.CHAT_STREAM_POLL
+            batch = await log.read_after(message.pk, cursor, wait)
+        except Exception:
+            logger.warning("event log unreachable message=%s", message.pk, exc_info=True)
+            yield await _terminal_frame(message, notice=LOG_UNREACHABLE)
+            return
+        if batch:
+            frames = []
+            for event in batch:
+                if event.is_terminal:
+                    frames.append(await _terminal_frame(message))
+                    yield "".join(frames)
+                    return
+                frames.append(sse.frame(event.type, event_fragment(message.pk, event), id=event.seq))
+                cursor = event.seq
+            # Everything that was waiting goes out as one write: a slow client
+            # gets fewer, larger writes, never different text.
+            yield "".join(frames)
+            last_sent = time.monotonic()
+            continue
+        # Nothing new: the log may not hold this answer (finished long ago, a
+        # restart, another process without a shared log). The database decides.
+        await message.arefresh_from_db(fields=["status", "last_seq", "heartbeat_at"])
+        await interrupt_if_stale(message)
+        if message.status != Status.STREAMING:
+            yield await _terminal_frame(message)
+            return
+        if time.monotonic() - last_sent >= settings.CHAT_PING_INTERVAL:
+            yield sse.PING
+            last_sent = time.monotonic()
+
+
+async def _terminal_frame(message: Message, notice: str = "") -> str:
+    """`done` or `error` carries the whole answer as stored, rendered: whatever
+    the client missed, it ends up with exactly the saved answer."""
+    fresh = await Message.objects.select_related("conversation", "feedback").aget(pk=message.pk)
+    html = await sync_to_async(render_message)(fresh, notice=notice)
+    event_type = sse_error if notice else terminal_event_type(fresh.status)
+    return sse.frame(event_type, html, id=fresh.last_seq)

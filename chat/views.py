@@ -1,0 +1,221 @@
+"""Pages and actions of the chat. Every view that takes an id looks the object up
+through the owner-checking helpers below first: another user's object is a 404."""
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.contrib.auth.decorators import login_required
+from django.db.models import Prefetch
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import aget_object_or_404, get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
+
+from chat import answers
+from chat.eventlog import get_event_log
+from chat.liveness import interrupt_if_stale
+from chat.models import Conversation, Feedback, Message, Status, ToolCall
+from chat.rendering import message_context, render_message
+
+SIDEBAR_SIZE = 100
+
+
+def _conversation_for(request: HttpRequest, conversation_id: int) -> Conversation:
+    return get_object_or_404(Conversation, pk=conversation_id, owner=request.user)
+
+
+async def _aconversation_for(request: HttpRequest, conversation_id: int) -> Conversation:
+    user = await request.auser()
+    return await aget_object_or_404(Conversation, pk=conversation_id, owner=user)
+
+
+async def _amessage_for(request: HttpRequest, conversation_id: int, message_id: int) -> Message:
+    user = await request.auser()
+    return await aget_object_or_404(
+        Message.objects.select_related("conversation"),
+        pk=message_id,
+        role=Message.Role.ASSISTANT,
+        conversation_id=conversation_id,
+        conversation__owner=user,
+    )
+
+
+def _refusal(request: HttpRequest, refused: answers.Refused) -> HttpResponse:
+    """A refusal is shown next to the composer (HTMX) or as a page of its own."""
+    html = render_to_string("chat/_notice.html", {"text": str(refused)})
+    response = HttpResponse(html, status=refused.status)
+    if request.htmx:
+        response = retarget(response, "#notice")
+        response = reswap(response, "innerHTML")
+    return response
+
+
+async def _rendered(message: Message) -> str:
+    return await sync_to_async(render_message)(message)
+
+
+# Pages
+
+
+@require_GET
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return _page(request, None)
+
+
+@require_GET
+@login_required
+def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    return _page(request, _conversation_for(request, conversation_id))
+
+
+def _page(request: HttpRequest, current: Conversation | None) -> HttpResponse:
+    conversations = Conversation.objects.filter(owner=request.user)[:SIDEBAR_SIZE]
+    messages = []
+    if current is not None:
+        rows = list(
+            current.messages.filter(superseded_by__isnull=True)
+            .select_related("feedback")
+            .prefetch_related(Prefetch("tool_calls", queryset=ToolCall.objects.order_by("start_seq", "id")))
+        )
+        for m in rows:
+            if m.status == Status.STREAMING:
+                async_to_sync(interrupt_if_stale)(m)
+        last_assistant = max((m.pk for m in rows if m.role == Message.Role.ASSISTANT), default=None)
+        for m in rows:
+            context = message_context(m, list(m.tool_calls.all()))
+            context["is_last"] = m.pk == last_assistant
+            messages.append(context)
+    return render(
+        request,
+        "chat/page.html",
+        {"conversations": conversations, "current": current, "messages": messages},
+    )
+
+
+# Sending and answer actions
+
+
+@require_POST
+@login_required
+async def new_conversation(request: HttpRequest) -> HttpResponse:
+    user = await request.auser()
+    try:
+        prompt = answers.clean_prompt(request.POST.get("prompt", ""))
+    except answers.Refused as refused:
+        return _refusal(request, refused)
+    conversation = await Conversation.objects.acreate(owner=user)
+    try:
+        await answers.send_prompt(conversation, prompt)
+    except answers.Refused as refused:
+        await conversation.adelete()
+        return _refusal(request, refused)
+    url = reverse("chat-conversation", args=[conversation.pk])
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@require_POST
+@login_required
+async def send(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = await _aconversation_for(request, conversation_id)
+    try:
+        user_message, assistant = await answers.send_prompt(conversation, request.POST.get("prompt", ""))
+    except answers.Refused as refused:
+        return _refusal(request, refused)
+    if not request.htmx:
+        return redirect("chat-conversation", conversation.pk)
+    html = await sync_to_async(_render_pair)(user_message, assistant)
+    return HttpResponse(html)
+
+
+def _render_pair(user_message: Message, assistant: Message) -> str:
+    return render_message(user_message, is_last=False) + render_message(assistant)
+
+
+@require_POST
+@login_required
+async def stop(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+    message = await _amessage_for(request, conversation_id, message_id)
+    if message.status == Status.STREAMING:
+        await get_event_log().request_stop(message.pk)
+    # The stream ends every open view of the answer with `done`.
+    return HttpResponse(status=204) if request.htmx else redirect("chat-conversation", conversation_id)
+
+
+@require_POST
+@login_required
+async def continue_answer(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+    message = await _amessage_for(request, conversation_id, message_id)
+    try:
+        message = await answers.continue_answer(message)
+    except answers.Refused as refused:
+        return _refusal(request, refused)
+    if not request.htmx:
+        return redirect("chat-conversation", conversation_id)
+    return HttpResponse(await _rendered(message))
+
+
+@require_POST
+@login_required
+async def retry(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+    message = await _amessage_for(request, conversation_id, message_id)
+    try:
+        replacement = await answers.retry_answer(message)
+    except answers.Refused as refused:
+        return _refusal(request, refused)
+    if not request.htmx:
+        return redirect("chat-conversation", conversation_id)
+    return HttpResponse(await _rendered(replacement))
+
+
+@require_POST
+@login_required
+def feedback(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+    message = get_object_or_404(
+        Message,
+        pk=message_id,
+        role=Message.Role.ASSISTANT,
+        conversation_id=conversation_id,
+        conversation__owner=request.user,
+    )
+    rating = request.POST.get("rating")
+    if rating not in ("1", "-1"):
+        return HttpResponse("Choose thumbs up or down.", status=400)
+    comment = request.POST.get("comment", "").strip()[:2000]
+    Feedback.objects.update_or_create(
+        message=message,
+        defaults={"user": request.user, "rating": int(rating), "comment": comment, "updated_at": timezone.now()},
+    )
+    message.refresh_from_db()
+    if not request.htmx:
+        return redirect("chat-conversation", conversation_id)
+    return render(request, "chat/_message.html#feedback", message_context(message))
+
+
+# Conversation list
+
+
+@require_POST
+@login_required
+def rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    current = _conversation_for(request, conversation_id)
+    title = " ".join(request.POST.get("title", "").split())[:200]
+    if title:
+        current.title = title
+        current.save(update_fields=["title"])
+    if not request.htmx:
+        return redirect("chat-conversation", current.pk)
+    return render(request, "chat/page.html#conversation_item", {"c": current, "current": current})
+
+
+@require_POST
+@login_required
+def delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    current = _conversation_for(request, conversation_id)
+    if current.messages.filter(status=Status.STREAMING).exists():
+        for message_id in current.messages.filter(status=Status.STREAMING).values_list("pk", flat=True):
+            async_to_sync(get_event_log().request_stop)(message_id)
+    current.delete()
+    url = reverse("chat-home")
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
