@@ -87,6 +87,9 @@ else:
         }
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Tests use a file too: generations write from their own threads, and an
+    # in-memory shared-cache database would turn that into "table is locked".
+    DATABASES["default"]["TEST"] = {"NAME": env_str("SQLITE_TEST_PATH", str(BASE_DIR / ".test-db.sqlite3"))}
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets the stream readers work while a generation writes; the busy
         # timeout and IMMEDIATE transactions turn lock contention into waiting.

@@ -1,0 +1,114 @@
+"""Shared fixtures.
+
+Personas: `alice` owns the conversations under test; `bob` is another logged-in
+user who must never see them (every view answers him 404).
+"""
+
+import asyncio
+
+import pytest
+from django.test import AsyncClient, Client
+
+from chat import generation
+from chat.models import Conversation, Message
+from tests.openai_stub import OpenAIStub
+from tests.sse_client import Frame, parse
+
+
+@pytest.fixture(scope="session")
+def openai_stub_server():
+    with OpenAIStub() as stub:
+        yield stub
+
+
+@pytest.fixture
+def stub(openai_stub_server, settings):
+    """The real `openai` client pointed at the local OpenAI-compatible stub."""
+    openai_stub_server.reset()
+    settings.OPENAI_API_KEY = "test-key"
+    settings.OPENAI_BASE_URL = openai_stub_server.base_url
+    settings.CHAT_MODEL = "stub-model"
+    settings.CHAT_MAX_RETRIES = 0
+    yield openai_stub_server
+
+
+@pytest.fixture
+def fast(settings):
+    """Short timers, so interruption paths run in test time."""
+    settings.CHAT_FLUSH_INTERVAL = 0.05
+    settings.CHAT_STREAM_POLL = 0.1
+    settings.CHAT_IDLE_TIMEOUT = 2
+    settings.CHAT_DEMO_DELAY = 0
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", password="alice-password")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", password="bob-password")
+
+
+@pytest.fixture
+def alice_client(alice) -> Client:
+    client = Client()
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def alice_async(alice) -> AsyncClient:
+    client = AsyncClient()
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def bob_async(bob) -> AsyncClient:
+    client = AsyncClient()
+    client.force_login(bob)
+    return client
+
+
+@pytest.fixture
+def conversation(alice) -> Conversation:
+    return Conversation.objects.create(owner=alice, title="Alice's chat")
+
+
+HTMX = {"HX-Request": "true"}
+
+
+async def send(client: AsyncClient, conversation: Conversation, prompt: str) -> Message:
+    """Send a prompt as the page does; returns the assistant message it started."""
+    response = await client.post(f"/c/{conversation.pk}/send/", {"prompt": prompt}, headers=HTMX)
+    assert response.status_code == 200, response.content
+    return await Message.objects.filter(conversation=conversation, role="assistant").alatest("id")
+
+
+async def finished(message_id: int, timeout: float = 10) -> Message:
+    """Wait for the message's generation to end; the stored message."""
+    task = generation.running_task(message_id)
+    if task is not None:
+        await asyncio.wait_for(asyncio.shield(task), timeout)
+    return await Message.objects.aget(pk=message_id)
+
+
+async def read_stream(client: AsyncClient, message: Message, *, after: int | None = None, headers=None) -> list[Frame]:
+    url = f"/c/{message.conversation_id}/m/{message.pk}/stream/"
+    if after is not None:
+        url += f"?after={after}"
+    response = await client.get(url, headers=headers or {})
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/event-stream"
+    body = "".join([chunk.decode() async for chunk in response.streaming_content])
+    return parse(body)
+
+
+def texts(frames: list[Frame]) -> str:
+    """The answer text carried by text_delta frames, unescaped as a browser would."""
+    import html
+    import re
+
+    return "".join(html.unescape(re.sub(r"</?span>", "", f.data)) for f in frames if f.event == "text_delta")

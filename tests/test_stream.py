@@ -1,0 +1,125 @@
+"""The stream view: ordered frames with ids, replay from a cursor, and a
+generation that runs apart from any viewer."""
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+from django.core.asgi import get_asgi_application
+
+from chat.models import Generation, Message
+from tests.conftest import HTMX, finished, read_stream, send, texts
+from tests.openai_stub import Stream
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast")]
+
+PARTS = ["Hello", ", ", "world", "!\n\n", "- one\n", "- two"]
+
+
+async def test_it_streams_frames_in_order_with_ids(stub, alice_async, conversation):
+    stub.script(Stream(PARTS, delay=0.01))
+    message = await send(alice_async, conversation, "Say hello")
+    frames = await read_stream(alice_async, message)
+    assert [f.event for f in frames] == ["text_delta"] * len(PARTS) + ["done"]
+    assert [int(f.id) for f in frames] == list(range(1, len(PARTS) + 2))
+    assert texts(frames) == "".join(PARTS)
+    # The final frame carries the answer rendered as Markdown.
+    assert "<li>one</li>" in frames[-1].data
+    stored = await finished(message.pk)
+    assert stored.status == "complete"
+    assert stored.content == "".join(PARTS)
+    assert stored.last_seq == len(PARTS) + 1
+    assert (stored.prompt_tokens, stored.completion_tokens) == (10, 20)
+
+
+async def test_it_sends_the_whole_conversation_to_the_model(stub, alice_async, conversation):
+    stub.script(Stream(["First answer"]), Stream(["Second answer"]))
+    first = await send(alice_async, conversation, "First question")
+    await finished(first.pk)
+    second = await send(alice_async, conversation, "Second question")
+    await finished(second.pk)
+    sent = [(m["role"], m.get("content")) for m in stub.requests[1]["messages"]]
+    assert sent[1:] == [
+        ("user", "First question"),
+        ("assistant", "First answer"),
+        ("user", "Second question"),
+    ]
+    assert sent[0][0] == "system"
+
+
+async def test_it_resumes_after_a_cursor_exactly(stub, alice_async, conversation):
+    stub.script(Stream(PARTS))
+    message = await send(alice_async, conversation, "Say hello")
+    await finished(message.pk)
+    everything = await read_stream(alice_async, message)
+    for cursor in (0, 2, 5):
+        frames = await read_stream(alice_async, message, after=cursor)
+        assert [f.id for f in frames] == [f.id for f in everything[cursor:]]
+    by_header = await read_stream(alice_async, message, headers={"Last-Event-ID": "3"})
+    assert [f.id for f in by_header] == [f.id for f in everything[3:]]
+
+
+async def test_a_finished_answer_still_answers_with_its_terminal_event(stub, alice_async, conversation):
+    stub.script(Stream(PARTS))
+    message = await send(alice_async, conversation, "Say hello")
+    await finished(message.pk)
+    frames = await read_stream(alice_async, message, after=len(PARTS) + 1)
+    assert [f.event for f in frames] == ["done"]
+
+
+async def test_it_reads_from_the_database_when_the_log_has_nothing(stub, alice_async, conversation, settings):
+    """After a restart the in-process log is empty: the stored answer is the truth."""
+    stub.script(Stream(PARTS))
+    message = await send(alice_async, conversation, "Say hello")
+    await finished(message.pk)
+    from chat.eventlog import get_event_log
+
+    get_event_log()._answers.clear()
+    frames = await read_stream(alice_async, message, after=0)
+    assert [f.event for f in frames] == ["done"]
+    assert "Hello, world!" in frames[0].data
+
+
+async def test_a_disconnecting_viewer_does_not_lose_text(stub, alice_async, conversation):
+    stub.script(Stream(PARTS, delay=0.05))
+    message = await send(alice_async, conversation, "Say hello")
+    session = alice_async.cookies["sessionid"].value
+    app = get_asgi_application()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": f"/c/{conversation.pk}/m/{message.pk}/stream/",
+        "raw_path": f"/c/{conversation.pk}/m/{message.pk}/stream/".encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"cookie", f"sessionid={session}".encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+    viewer = ApplicationCommunicator(app, scope)
+    await viewer.send_input({"type": "http.request", "body": b"", "more_body": False})
+    start = await viewer.receive_output(5)
+    assert start["status"] == 200
+    first = await viewer.receive_output(5)
+    assert first["type"] == "http.response.body"
+    await viewer.send_input({"type": "http.disconnect"})
+    await viewer.wait(5)
+    stored = await finished(message.pk)
+    assert stored.status == "complete"
+    assert stored.content == "".join(PARTS)
+
+
+async def test_partial_text_reaches_the_database_while_streaming(stub, alice_async, conversation, settings):
+    settings.CHAT_FLUSH_INTERVAL = 0.1
+    stub.script(Stream(["tok "] * 40, delay=0.02))
+    message = await send(alice_async, conversation, "Count")
+    import asyncio
+
+    await asyncio.sleep(0.5)
+    during = await Message.objects.aget(pk=message.pk)
+    assert during.status == "streaming"
+    assert 0 < len(during.content) < len("tok " * 40)
+    assert during.content == "tok " * (len(during.content) // 4)
+    stored = await finished(message.pk)
+    assert stored.content == "tok " * 40
+    assert await Generation.objects.filter(message=message).acount() == 1
