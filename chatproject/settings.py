@@ -14,11 +14,12 @@ from chatproject.env import env_bool, env_int, env_number, env_str, env_url
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
+# pytest sets PYTEST_VERSION while it runs.
+TESTING = bool(env_str("PYTEST_VERSION"))
 
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
-    # pytest sets PYTEST_VERSION while it runs: tests need no secret.
-    if not DEBUG and not env_str("PYTEST_VERSION"):
+    if not DEBUG and not TESTING:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. Set it to a long random string "
             "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), "
@@ -107,6 +108,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+if TESTING:
+    # Hashing is deliberately slow; tests create many users.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat-home"
 LOGOUT_REDIRECT_URL = "login"

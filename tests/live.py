@@ -1,0 +1,177 @@
+"""A real daphne process serving the app, for tests that need what only a real
+server does: streaming over a socket, several processes, a crash.
+
+Each LiveServer has its own SQLite file (or the DATABASE_URL it is given) and
+talks to the model through the environment it is started with.
+"""
+
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+
+from tests.sse_client import Frame, parse
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_SETTINGS"))},
+            "DJANGO_SETTINGS_MODULE": "chatproject.settings",
+            "DJANGO_DEBUG": "0",
+            "SECRET_KEY": "live-test-secret-key-" + "x" * 40,
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SQLITE_PATH": str(workdir / "db.sqlite3"),
+            "CHAT_HEARTBEAT_STALE": "2",
+            "CHAT_HEARTBEAT_INTERVAL": "0.5",
+            "CHAT_STREAM_POLL": "0.3",
+            "CHAT_MAX_RETRIES": "0",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self.process: subprocess.Popen | None = None
+        self.log_path = workdir / f"daphne-{self.port}.log"
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120
+        )
+        if result.returncode:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def prepare(self, users: dict[str, str]) -> "LiveServer":
+        self.manage("migrate", "--noinput", "-v0")
+        script = "from django.contrib.auth import get_user_model as g\nU = g()\n" + "".join(
+            f"U.objects.filter(username={u!r}).exists() or U.objects.create_user({u!r}, password={p!r})\n"
+            for u, p in users.items()
+        )
+        self.manage("shell", "-c", script)
+        return self
+
+    def start(self) -> "LiveServer":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "chatproject.asgi:application"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited:\n{self.log_path.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("daphne did not start in 20 s")
+
+    def kill(self) -> None:
+        """A crash: no cleanup, no goodbye."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def sql(self, query: str, *params) -> list[tuple]:
+        """Read the server's database directly, as an operator would."""
+        url = self.env.get("DATABASE_URL")
+        if url:
+            import psycopg
+
+            with psycopg.connect(url) as conn:
+                return conn.execute(query.replace("?", "%s"), params).fetchall()
+        with sqlite3.connect(self.env["SQLITE_PATH"]) as conn:
+            return conn.execute(query, params).fetchall()
+
+    def message(self, message_id: int) -> dict:
+        row = self.sql("SELECT status, content, stop_reason, error, last_seq FROM chat_message WHERE id = ?", message_id)[0]
+        return dict(zip(("status", "content", "stop_reason", "error", "last_seq"), row, strict=True))
+
+
+class Browserless:
+    """A logged-in HTTP session that does what the page does, without a browser."""
+
+    def __init__(self, base_url: str, username: str, password: str) -> None:
+        self.base_url = base_url
+        self.http = httpx2.Client(base_url=base_url, timeout=30)
+        page = self.http.get("/accounts/login/")
+        token = self.http.cookies["csrftoken"]
+        response = self.http.post(
+            "/accounts/login/",
+            data={"username": username, "password": password, "csrfmiddlewaretoken": token},
+            headers={"Referer": base_url + "/accounts/login/"},
+        )
+        assert response.status_code == 302, page.text
+        self.csrf = self.http.cookies["csrftoken"]
+
+    def use(self, base_url: str) -> "Browserless":
+        """The same session against another worker."""
+        other = object.__new__(Browserless)
+        other.base_url = base_url
+        other.http = httpx2.Client(base_url=base_url, timeout=30, cookies=self.http.cookies)
+        other.csrf = self.csrf
+        return other
+
+    def post(self, path: str, data: dict | None = None) -> httpx2.Response:
+        return self.http.post(
+            path, data=data or {}, headers={"X-CSRFToken": self.csrf, "HX-Request": "true", "Referer": self.base_url + "/"}
+        )
+
+    def new_conversation(self, prompt: str) -> tuple[int, int]:
+        """Start a conversation; its id and the id of the assistant message."""
+        response = self.post("/c/new/", {"prompt": prompt})
+        assert response.status_code == 200, response.text
+        conversation_id = int(re.search(r"/c/(\d+)/", response.headers["HX-Redirect"]).group(1))
+        page = self.http.get(f"/c/{conversation_id}/").text
+        message_id = int(re.findall(r'id="msg-(\d+)" data-status', page)[-1])
+        return conversation_id, message_id
+
+    def page(self, conversation_id: int) -> str:
+        return self.http.get(f"/c/{conversation_id}/").text
+
+    def frames(self, conversation_id: int, message_id: int, after: int = 0, limit: int | None = None) -> Iterator[Frame]:
+        """Frames as they arrive; stops after `limit` frames or at the end of the stream."""
+        url = f"/c/{conversation_id}/m/{message_id}/stream/?after={after}"
+        count = 0
+        with self.http.stream("GET", url, timeout=httpx2.Timeout(30, read=30)) as response:
+            assert response.status_code == 200
+            buffer = ""
+            for chunk in response.iter_text():
+                buffer += chunk
+                while "\n\n" in buffer:
+                    block, buffer = buffer.split("\n\n", 1)
+                    for frame in parse(block + "\n\n"):
+                        yield frame
+                        count += 1
+                        if limit is not None and count >= limit:
+                            return

@@ -1,0 +1,132 @@
+"""Answers that survive, against a real daphne process: reload mid-answer, a
+second tab, Stop reaching the provider, and a crash followed by Continue."""
+
+import html
+import re
+import time
+
+import pytest
+
+from tests.live import Browserless, LiveServer
+from tests.openai_stub import Stream
+
+pytestmark = pytest.mark.slow
+
+WORDS = [f"word{i} " for i in range(80)]
+
+
+@pytest.fixture
+def live(tmp_path, openai_stub_server):
+    openai_stub_server.reset()
+    server = LiveServer(
+        tmp_path,
+        {"OPENAI_BASE_URL": openai_stub_server.base_url, "OPENAI_API_KEY": "test", "CHAT_MODEL": "stub-model"},
+    ).prepare({"alice": "alice-password"})
+    server.start()
+    yield server
+    server.stop()
+
+
+def _page_text_and_cursor(page: str, message_id: int) -> tuple[str, int]:
+    """What a reloaded page shows of a streaming answer, and where its stream resumes."""
+    article = re.search(rf'<article[^>]*id="msg-{message_id}".*?</article>', page, re.S).group(0)
+    body = re.search(r'<div class="msg-body live"[^>]*>(.*?)</div>\s*<div hidden', article, re.S).group(1)
+    text = html.unescape(re.sub(r"</?span>", "", body))
+    cursor = int(re.search(r'sse-connect="[^"]*\?after=(\d+)"', article).group(1))
+    return text, cursor
+
+
+def _text(frames) -> str:
+    return "".join(html.unescape(re.sub(r"</?span>", "", f.data)) for f in frames if f.event == "text_delta")
+
+
+def test_reload_mid_answer_resumes_exactly(live, openai_stub_server):
+    openai_stub_server.script(Stream(WORDS, delay=0.02))
+    alice = Browserless(live.url, "alice", "alice-password")
+    conversation_id, message_id = alice.new_conversation("Count for me")
+
+    before = list(alice.frames(conversation_id, message_id, limit=15))
+    assert [int(f.id) for f in before] == list(range(1, 16))
+    # The browser reconnects with its cursor: the rest, nothing twice.
+    after = list(alice.frames(conversation_id, message_id, after=15))
+    assert after[-1].event == "done"
+    assert _text(before) + _text(after) == "".join(WORDS)
+
+    # A reload: the page shows what is stored, its stream continues from there.
+    openai_stub_server.script(Stream(WORDS, delay=0.02))
+    conversation_id, message_id = alice.new_conversation("Count again")
+    list(alice.frames(conversation_id, message_id, limit=20))
+    time.sleep(0.3)  # let a batch of text reach the database
+    shown, cursor = _page_text_and_cursor(alice.page(conversation_id), message_id)
+    assert cursor > 0 and shown
+    rest = list(alice.frames(conversation_id, message_id, after=cursor))
+    assert shown + _text(rest) == "".join(WORDS)
+    assert live.message(message_id)["content"] == "".join(WORDS)
+
+
+def test_a_second_tab_follows_the_same_answer(live, openai_stub_server):
+    openai_stub_server.script(Stream(WORDS[:30], delay=0.02))
+    alice = Browserless(live.url, "alice", "alice-password")
+    conversation_id, message_id = alice.new_conversation("Count for me")
+    second_tab = alice.use(live.url)
+    first = list(alice.frames(conversation_id, message_id))
+    second = list(second_tab.frames(conversation_id, message_id))
+    assert [f.id for f in first] == [f.id for f in second]
+    assert _text(first) == _text(second) == "".join(WORDS[:30])
+
+
+def test_stop_closes_the_provider_stream_and_keeps_the_partial(live, openai_stub_server):
+    openai_stub_server.script(Stream(WORDS, delay=0.05))
+    alice = Browserless(live.url, "alice", "alice-password")
+    conversation_id, message_id = alice.new_conversation("Count for me")
+    frames = alice.frames(conversation_id, message_id)
+    seen = [next(frames) for _ in range(5)]
+    assert alice.post(f"/c/{conversation_id}/m/{message_id}/stop/").status_code == 204
+    rest = list(frames)
+    assert rest[-1].event == "done"
+    assert "Stopped" in rest[-1].data
+    assert openai_stub_server.disconnected.wait(5), "the provider's connection was not closed"
+    stored = live.message(message_id)
+    assert stored["status"] == "stopped" and stored["stop_reason"] == "user_stop"
+    assert stored["content"].startswith(_text(seen))
+    assert 0 < len(stored["content"]) < len("".join(WORDS))
+    # Stop after the end is harmless.
+    assert alice.post(f"/c/{conversation_id}/m/{message_id}/stop/").status_code == 204
+    assert live.message(message_id)["status"] == "stopped"
+
+
+def test_a_crash_mid_answer_is_interrupted_and_continue_completes_it(live, openai_stub_server):
+    openai_stub_server.script(Stream(WORDS, delay=0.05))
+    alice = Browserless(live.url, "alice", "alice-password")
+    conversation_id, message_id = alice.new_conversation("Count for me")
+    list(alice.frames(conversation_id, message_id, limit=20))
+    time.sleep(0.4)
+    live.kill()
+    partial = live.message(message_id)
+    assert partial["status"] == "streaming" and partial["content"]
+
+    live.start()
+    time.sleep(2.2)  # the heartbeat goes stale
+    frames = list(alice.frames(conversation_id, message_id, after=partial["last_seq"]))
+    assert [f.event for f in frames] == ["error"]
+    assert "server stopped" in frames[0].data
+    stored = live.message(message_id)
+    assert stored["status"] == "interrupted" and stored["stop_reason"] == "server_restart"
+    assert stored["content"] == partial["content"]
+
+    remainder = "".join(WORDS)[len(partial["content"]) :]
+    openai_stub_server.script(Stream([remainder]))
+    response = alice.post(f"/c/{conversation_id}/m/{message_id}/continue/")
+    assert response.status_code == 200
+    cursor = int(re.search(r"after=(\d+)", response.text).group(1))
+    rest = list(alice.frames(conversation_id, message_id, after=cursor))
+    assert rest[-1].event == "done"
+    assert _text(rest) == remainder
+    assert live.message(message_id)["content"] == "".join(WORDS)
+    assert live.message(message_id)["status"] == "complete"
+    # The model was given the partial answer as its own turn, then asked to go on.
+    sent = openai_stub_server.requests[-1]["messages"]
+    assert sent[-2] == {"role": "assistant", "content": partial["content"]}
+    assert sent[-1]["role"] == "user" and "Continue" in sent[-1]["content"]
+    seams = live.sql("SELECT text_offset FROM chat_generation WHERE message_id = ? ORDER BY id", message_id)
+    assert seams == [(0,), (len(partial["content"]),)]
