@@ -5,12 +5,14 @@ user who must never see them (every view answers him 404).
 """
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from django.test import AsyncClient, Client
 
 from chat import generation
 from chat.models import Conversation, Message
+from tests.live import LiveServer
 from tests.openai_stub import OpenAIStub
 from tests.sse_client import Frame, parse
 
@@ -19,6 +21,44 @@ from tests.sse_client import Frame, parse
 def openai_stub_server():
     with OpenAIStub() as stub:
         yield stub
+
+
+LIVE_USERS = {"alice": "alice-password", "bob": "bob-password"}
+
+
+@pytest.fixture(scope="session")
+def live_db_template(tmp_path_factory) -> Path:
+    """An SQLite file migrated once, with alice and bob, for live servers to copy."""
+    workdir = tmp_path_factory.mktemp("live-template")
+    LiveServer(workdir).prepare(LIVE_USERS)
+    return workdir / "db.sqlite3"
+
+
+@pytest.fixture
+def live_server_factory(tmp_path, live_db_template, openai_stub_server):
+    """Start real daphne processes talking to the stub; all stopped at the end."""
+    openai_stub_server.reset()
+    servers: list[LiveServer] = []
+
+    def start(env: dict[str, str] | None = None, port: int | None = None) -> LiveServer:
+        server = LiveServer(
+            tmp_path,
+            {
+                "OPENAI_BASE_URL": openai_stub_server.base_url,
+                "OPENAI_API_KEY": "test",
+                "CHAT_MODEL": "stub-model",
+                **(env or {}),
+            },
+            port=port,
+        )
+        if not servers:
+            server.prepare(LIVE_USERS, template=live_db_template)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

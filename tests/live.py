@@ -7,6 +7,7 @@ talks to the model through the environment it is started with.
 
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -59,7 +60,12 @@ class LiveServer:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
-    def prepare(self, users: dict[str, str]) -> "LiveServer":
+    def prepare(self, users: dict[str, str], *, template: Path | None = None) -> "LiveServer":
+        """Migrate and create `users`; with `template`, copy an SQLite file that
+        was prepared so once per test session instead."""
+        if template is not None and "DATABASE_URL" not in self.env:
+            shutil.copyfile(template, self.env["SQLITE_PATH"])
+            return self
         self.manage("migrate", "--noinput", "-v0")
         script = "from django.contrib.auth import get_user_model as g\nU = g()\n" + "".join(
             f"U.objects.filter(username={u!r}).exists() or U.objects.create_user({u!r}, password={p!r})\n"

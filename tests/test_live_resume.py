@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.live import Browserless, LiveServer
+from tests.live import Browserless
 from tests.openai_stub import Stream
 
 pytestmark = pytest.mark.slow
@@ -16,15 +16,8 @@ WORDS = [f"word{i} " for i in range(80)]
 
 
 @pytest.fixture
-def live(tmp_path, openai_stub_server):
-    openai_stub_server.reset()
-    server = LiveServer(
-        tmp_path,
-        {"OPENAI_BASE_URL": openai_stub_server.base_url, "OPENAI_API_KEY": "test", "CHAT_MODEL": "stub-model"},
-    ).prepare({"alice": "alice-password"})
-    server.start()
-    yield server
-    server.stop()
+def live(live_server_factory):
+    return live_server_factory()
 
 
 def _page_text_and_cursor(page: str, message_id: int) -> tuple[str, int]:
