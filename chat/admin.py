@@ -158,6 +158,10 @@ class ReviewAdmin(admin.ModelAdmin):
     review_fieldset = ("Review", {"fields": ["flagged", "review_note", "reviewed", "reviewed_by", "reviewed_at"]})
     actions = ["flag", "unflag", "mark_reviewed"]
 
+    class Media:
+        # Code in answers is highlighted as on the chat page.
+        css = {"all": ["chat/highlight.css"]}
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

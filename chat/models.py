@@ -189,3 +189,6 @@ class Feedback(models.Model):
     comment = models.TextField(blank=True, max_length=2000)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "feedback"

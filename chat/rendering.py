@@ -59,7 +59,11 @@ class ToolCard:
 
     @classmethod
     def from_row(cls, call: ToolCall, *, upto_seq: int | None = None) -> "ToolCard":
-        finished = call.result_seq is not None and (upto_seq is None or call.result_seq <= upto_seq)
+        # A call ended by an interruption has a final state but no result event.
+        if call.result_seq is None:
+            finished = call.state != ToolCall.State.RUNNING
+        else:
+            finished = upto_seq is None or call.result_seq <= upto_seq
         return cls(
             message_id=call.message_id,
             call_id=call.call_id,

@@ -140,7 +140,7 @@ def test_it_annotates_count_tokens_and_worst_status(admin_client, conversation, 
     assert "Interrupted" in content
 
 
-def listed(client: Client, query: str) -> set[int]:
+def listed(client: Client, query: str) -> list[int]:
     response = client.get(LIST + query)
     assert response.status_code == 200
     return [c.pk for c in response.context["cl"].result_list]

@@ -1,0 +1,140 @@
+"""Browser fixtures: a real Chromium (Debian's, never a downloaded one) driving a
+real daphne process that talks to the OpenAI stub.
+
+`chat` is the usual entry point: a page logged in as alice through the real login
+form, with every request and console message recorded. After each test the page is
+saved as test-output/screenshots/<test name>.png, and any console error that names
+the Content-Security-Policy fails the test.
+"""
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.live import LiveServer
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "test-output" / "screenshots"
+
+# Generous: two shared cores run daphne, the stub and Chromium at once.
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"Browser tests need Debian's Chromium: no Chromium at {CHROMIUM} (apt-get install chromium).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def live(live_server_factory) -> LiveServer:
+    return live_server_factory()
+
+
+@dataclass
+class Chat:
+    """One logged-in browser tab on the live server, and what it did."""
+
+    live: LiveServer
+    page: object
+    requests: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+
+    def stream_requests(self) -> list[str]:
+        return [url for url in self.requests if "/stream/" in url]
+
+    def send(self, prompt: str) -> None:
+        """Type in the composer and press Enter, as a person does."""
+        box = self.page.locator("#composer textarea")
+        box.click()
+        box.fill(prompt)
+        box.press("Enter")
+
+    def last_answer(self):
+        return self.page.locator("#messages .msg.assistant").last
+
+    def answer_id(self) -> int:
+        self.page.wait_for_selector("#messages .msg.assistant", state="attached")
+        return int(self.last_answer().get_attribute("id").removeprefix("msg-"))
+
+    def wait_status(self, status: str, timeout: int = TIMEOUT_MS) -> None:
+        """Wait until the last answer is shown with `status` (the done/error swap has happened)."""
+        self.page.wait_for_selector(
+            f'#messages .msg.assistant:last-of-type[data-status="{status}"]', state="attached", timeout=timeout
+        )
+
+    def live_text(self) -> str:
+        """The text of the answer being streamed, as it is in the DOM now."""
+        return self.page.evaluate(
+            "() => { const b = document.querySelector('#messages .msg.assistant:last-of-type .msg-body.live');"
+            " return b ? b.textContent : null; }"
+        )
+
+
+def _screenshot_name(node_name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", node_name).strip("_") + ".png"
+
+
+@pytest.fixture
+def open_chat(browser, live, request) -> Iterator[Callable[..., Chat]]:
+    """Open a new browser context logged in as alice; options are Playwright's
+    new_context options (viewport, color_scheme, ...)."""
+    contexts = []
+    chats: list[Chat] = []
+
+    def open_(username: str = "alice", password: str = "alice-password", **options) -> Chat:
+        context = browser.new_context(**options)
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        chat = Chat(live, page)
+        page.on("request", lambda r: chat.requests.append(r.url))
+        page.on("console", lambda m: m.type == "error" and chat.console_errors.append(m.text))
+        page.on("pageerror", lambda exc: chat.console_errors.append(f"pageerror: {exc}"))
+        page.goto(live.url + "/")
+        # Not logged in: the login form, then back to the chat.
+        page.fill('input[name="username"]', username)
+        page.fill('input[name="password"]', password)
+        page.click('.login button[type="submit"]')
+        page.wait_for_selector("#composer textarea")
+        chats.append(chat)
+        return chat
+
+    yield open_
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for index, chat in enumerate(chats):
+        name = request.node.name if index == 0 else f"{request.node.name}-{index + 1}"
+        try:
+            chat.page.screenshot(path=str(SCREENSHOTS / _screenshot_name(name)), full_page=True)
+        except Exception:  # a screenshot is a help, never a failure
+            pass
+    for context in contexts:
+        context.close()
+    csp = [e for chat in chats for e in chat.console_errors if "Content Security Policy" in e or "CSP" in e]
+    assert not csp, f"The page broke its Content-Security-Policy: {csp}"
+
+
+@pytest.fixture
+def chat(open_chat) -> Chat:
+    return open_chat()
