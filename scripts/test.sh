@@ -1,4 +1,33 @@
 #!/usr/bin/env bash
-# The whole test suite. Browser tests use Debian's chromium when it is installed.
+# The whole test suite, twice: on the embedded defaults (SQLite, in-process event
+# log), then on PostgreSQL and Redis. Arguments go to pytest (then only the
+# first pass runs). Browser tests use Debian's chromium when it is installed.
 source "$(dirname "$0")/bootstrap.sh"
-python -m pytest "$@"
+
+if [ $# -gt 0 ]; then
+  exec python -m pytest "$@"
+fi
+
+echo "== Pass 1: SQLite, in-process event log"
+env -u DATABASE_URL -u REDIS_URL python -m pytest
+
+database_url="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+redis_url="${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
+if python - "$database_url" "$redis_url" <<'PY'
+import sys, psycopg, redis
+try:
+    psycopg.connect(sys.argv[1], connect_timeout=3).close()
+    redis.Redis.from_url(sys.argv[2], socket_connect_timeout=3).ping()
+except Exception as exc:
+    print(f"PostgreSQL or Redis is not reachable: {exc}")
+    sys.exit(1)
+PY
+then
+  echo "== Pass 2: PostgreSQL ($database_url), Redis Streams ($redis_url)"
+  DATABASE_URL="$database_url" REDIS_URL="$redis_url" python -m pytest
+elif [ "${REQUIRE_SERVICES:-0}" = 1 ]; then
+  echo "Pass 2 needs PostgreSQL and Redis (TEST_DATABASE_URL, TEST_REDIS_URL)." >&2
+  exit 1
+else
+  echo "== Pass 2 skipped: start PostgreSQL and Redis (or set TEST_DATABASE_URL, TEST_REDIS_URL) to run it."
+fi
