@@ -25,6 +25,9 @@ from chat.views import _amessage_for
 
 logger = logging.getLogger("chat.stream")
 
+# How often a stream tells the generation somebody is still watching.
+VIEWER_TOUCH_INTERVAL = 5.0
+
 LOG_UNREACHABLE = "Lost the live connection to this answer. It is still being saved: reload the page to see it."
 
 
@@ -56,9 +59,13 @@ async def answer_events(message: Message, cursor: int) -> AsyncIterator[str]:
     yield sse.retry(settings.CHAT_SSE_RETRY_MS)
     await interrupt_if_stale(message)
     last_sent = time.monotonic()
+    touched = 0.0
+    touch_every = min(VIEWER_TOUCH_INTERVAL, settings.CHAT_UNWATCHED_LIMIT / 4)
     while True:
         try:
-            await log.touch_viewer(message.pk)
+            if time.monotonic() - touched >= touch_every:
+                await log.touch_viewer(message.pk)
+                touched = time.monotonic()
             wait = 0 if message.status != Status.STREAMING else settings.CHAT_STREAM_POLL
             batch = await log.read_after(message.pk, cursor, wait)
         except Exception:
