@@ -146,27 +146,25 @@ async def stop(request: HttpRequest, conversation_id: int, message_id: int) -> H
 @require_POST
 @login_required
 async def continue_answer(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
-    message = await _amessage_for(request, conversation_id, message_id)
-    try:
-        message = await answers.continue_answer(message)
-    except answers.Refused as refused:
-        return _refusal(request, refused)
-    if not request.htmx:
-        return redirect("chat-conversation", conversation_id)
-    return HttpResponse(await _rendered(message))
+    return await _restart(request, conversation_id, message_id, answers.continue_answer)
 
 
 @require_POST
 @login_required
 async def retry(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+    return await _restart(request, conversation_id, message_id, answers.retry_answer)
+
+
+async def _restart(request: HttpRequest, conversation_id: int, message_id: int, start) -> HttpResponse:
+    """Continue or Retry: the answer that now streams replaces the old one in place."""
     message = await _amessage_for(request, conversation_id, message_id)
     try:
-        replacement = await answers.retry_answer(message)
+        streaming = await start(message)
     except answers.Refused as refused:
         return _refusal(request, refused)
     if not request.htmx:
         return redirect("chat-conversation", conversation_id)
-    return HttpResponse(await _rendered(replacement))
+    return HttpResponse(await _rendered(streaming))
 
 
 @require_POST

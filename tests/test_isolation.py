@@ -1,0 +1,239 @@
+"""Every URL of the product, checked for who may reach it.
+
+Personas: `alice` owns a conversation with an answer; `bob` is another logged-in
+user, who must get a 404 for each of alice's objects; an anonymous visitor is
+sent to the login page.
+
+The URLs are discovered from the URLconf, not listed by hand: a new view that
+is not in VIEWS below fails `test_every_url_pattern_is_known`, so it cannot
+ship without these checks.
+"""
+
+import re
+from dataclasses import dataclass
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from chat.models import Conversation, Feedback, Message, Status
+
+# URL name -> the one HTTP method the view accepts.
+VIEWS = {
+    "chat-home": "GET",
+    "chat-new": "POST",
+    "chat-conversation": "GET",
+    "chat-send": "POST",
+    "chat-rename": "POST",
+    "chat-delete": "POST",
+    "chat-stream": "GET",
+    "chat-stop": "POST",
+    "chat-continue": "POST",
+    "chat-retry": "POST",
+    "chat-feedback": "POST",
+}
+# Django's own views, tested by Django.
+SKIPPED_PREFIXES = ("admin/", "accounts/")
+# How each URL parameter is filled with one of alice's objects.
+PARAMETERS = {"conversation_id", "message_id"}
+# A form that would change something if a view let it through.
+FORM = {"prompt": "Hello", "title": "Renamed by someone else", "rating": "1", "comment": "bob was here"}
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    pattern: str
+
+    @property
+    def parameters(self) -> list[str]:
+        return re.findall(r"<(?:\w+:)?(\w+)>", self.pattern)
+
+    @property
+    def method(self) -> str:
+        return VIEWS[self.name]
+
+    @property
+    def other_method(self) -> str:
+        return "POST" if self.method == "GET" else "GET"
+
+    def url(self, **ids: int) -> str:
+        return reverse(self.name, kwargs={p: ids[p] for p in self.parameters})
+
+
+def _walk(patterns, prefix: str = ""):
+    for p in patterns:
+        route = prefix + str(p.pattern)
+        if route.startswith(SKIPPED_PREFIXES):
+            continue
+        if isinstance(p, URLResolver):
+            yield from _walk(p.url_patterns, route)
+        elif isinstance(p, URLPattern):
+            yield Route(p.name or f"<unnamed {route!r}>", route)
+
+
+ROUTES = list(_walk(get_resolver().url_patterns))
+KNOWN = [r for r in ROUTES if r.name in VIEWS]
+WITH_IDS = [r for r in KNOWN if r.parameters]
+POSTS = [r for r in KNOWN if r.method == "POST"]
+
+
+def _ids(routes):
+    return [r.name for r in routes]
+
+
+def test_every_url_pattern_is_known():
+    """A new view must be added to VIEWS, and so to every check below."""
+    names = [r.name for r in ROUTES]
+    assert len(names) == len(set(names)), f"URL names must be unique: {names}"
+    assert set(names) == set(VIEWS), (
+        f"Unknown URL patterns {sorted(set(names) - set(VIEWS))}, "
+        f"or gone ones {sorted(set(VIEWS) - set(names))}: update VIEWS in {__name__}."
+    )
+
+
+def test_every_url_parameter_can_be_filled():
+    for route in ROUTES:
+        assert re.findall(r"<(\w+):", route.pattern) == ["int"] * len(route.parameters), route
+        assert set(route.parameters) <= PARAMETERS, (
+            f"{route.name} ({route.pattern}) takes {route.parameters}; teach {__name__} how to fill them."
+        )
+
+
+def _request(client: Client, method: str, url: str, **kwargs):
+    if method == "GET":
+        return client.get(url, **kwargs)
+    return client.post(url, FORM, **kwargs)
+
+
+@pytest.fixture
+def answer(conversation) -> Message:
+    """Alice's conversation with a finished, stopped answer (so every action applies)."""
+    Message.objects.create(conversation=conversation, role="user", content="Alice's secret question")
+    message = Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        content="Alice's secret answer",
+        status=Status.STOPPED,
+        stop_reason="user_stop",
+        model="demo",
+        last_seq=3,
+    )
+    return message
+
+
+@pytest.fixture
+def ids(conversation, answer) -> dict[str, int]:
+    return {"conversation_id": conversation.pk, "message_id": answer.pk}
+
+
+@pytest.fixture
+def bob_client(bob) -> Client:
+    client = Client()
+    client.force_login(bob)
+    return client
+
+
+def _assert_untouched(conversation: Conversation, answer: Message) -> None:
+    conversation.refresh_from_db()
+    answer.refresh_from_db()
+    assert conversation.title == "Alice's chat"
+    assert list(conversation.messages.values_list("role", "content", "status")) == [
+        ("user", "Alice's secret question", "complete"),
+        ("assistant", "Alice's secret answer", "stopped"),
+    ]
+    assert answer.superseded_by_id is None
+    assert not Feedback.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("route", KNOWN, ids=_ids(KNOWN))
+def test_it_sends_anonymous_visitors_to_log_in(route, ids, client):
+    url = route.url(**ids)
+    response = _request(client, route.method, url)
+    assert response.status_code == 302
+    assert response["Location"] == f"{reverse('login')}?next={url}"
+    # The method check comes first: the wrong method is a 405 for everyone.
+    assert _request(client, route.other_method, url).status_code == 405
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("route", WITH_IDS, ids=_ids(WITH_IDS))
+def test_another_user_gets_404(route, ids, conversation, answer, bob_client):
+    for headers in ({}, {"HX-Request": "true"}):
+        response = _request(bob_client, route.method, route.url(**ids), headers=headers)
+        assert response.status_code == 404
+        assert b"Alice" not in response.content
+    _assert_untouched(conversation, answer)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("route", [r for r in WITH_IDS if "message_id" in r.parameters],
+                         ids=_ids(r for r in WITH_IDS if "message_id" in r.parameters))
+def test_another_user_gets_404_with_his_own_conversation_id(route, ids, conversation, answer, bob, bob_client):
+    """A message is looked up within the conversation, not by its id alone."""
+    bobs = Conversation.objects.create(owner=bob, title="Bob's chat")
+    response = _request(bob_client, route.method, route.url(conversation_id=bobs.pk, message_id=ids["message_id"]))
+    assert response.status_code == 404
+    _assert_untouched(conversation, answer)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("route", [r for r in WITH_IDS if "message_id" in r.parameters],
+                         ids=_ids(r for r in WITH_IDS if "message_id" in r.parameters))
+def test_a_message_id_is_404_in_the_wrong_conversation(route, ids, alice, alice_client, conversation, answer):
+    other = Conversation.objects.create(owner=alice, title="Another chat")
+    response = _request(alice_client, route.method, route.url(conversation_id=other.pk, message_id=ids["message_id"]))
+    assert response.status_code == 404
+    _assert_untouched(conversation, answer)
+
+
+@pytest.mark.django_db
+def test_another_user_does_not_see_alices_conversations_on_his_pages(conversation, answer, bob_client):
+    response = bob_client.get(reverse("chat-home"))
+    assert response.status_code == 200
+    assert b"Alice" not in response.content
+    assert f"/c/{conversation.pk}/".encode() not in response.content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("route", KNOWN, ids=_ids(KNOWN))
+def test_the_wrong_method_is_405(route, ids, alice_client, conversation, answer):
+    url = route.url(**ids)
+    for method in ("GET", "POST", "PUT", "DELETE"):
+        if method == route.method:
+            continue
+        response = alice_client.generic(method, url)
+        assert response.status_code == 405, method
+        assert response["Allow"] == route.method
+    _assert_untouched(conversation, answer)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("route", POSTS, ids=_ids(POSTS))
+def test_a_post_without_csrf_token_is_refused(route, ids, alice, conversation, answer):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    for headers in ({}, {"HX-Request": "true"}):
+        response = client.post(route.url(**ids), FORM, headers=headers)
+        assert response.status_code == 403
+    assert Conversation.objects.count() == 1
+    _assert_untouched(conversation, answer)
+
+
+@pytest.mark.django_db
+def test_a_post_with_the_pages_csrf_token_is_accepted(alice, conversation, answer):
+    """The refusals above are about the token: the same client with the token the
+    page puts in hx-headers gets through."""
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    page = client.get(reverse("chat-conversation", args=[conversation.pk]))
+    token = re.search(rb'hx-headers=\'\{"X-CSRFToken": "([^"]+)"\}\'', page.content).group(1).decode()
+    response = client.post(
+        reverse("chat-rename", args=[conversation.pk]),
+        {"title": "Renamed"},
+        headers={"HX-Request": "true", "X-CSRFToken": token},
+    )
+    assert response.status_code == 200
+    conversation.refresh_from_db()
+    assert conversation.title == "Renamed"
