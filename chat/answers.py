@@ -44,14 +44,15 @@ async def _check_rate(user_id: int) -> None:
             f"{settings.CHAT_MAX_CONCURRENT_ANSWERS}). Wait for one to finish or stop it.",
             status=429,
         )
-    recent = await Message.objects.filter(
-        conversation__owner_id=user_id,
-        role=Message.Role.USER,
-        created_at__gte=timezone.now() - timedelta(minutes=1),
+    # Every answer attempt is a provider request: Retry and Continue count like a
+    # new prompt, or Stop-and-Retry would have no limit.
+    recent = await Generation.objects.filter(
+        message__conversation__owner_id=user_id,
+        started_at__gte=timezone.now() - timedelta(minutes=1),
     ).acount()
     if recent >= settings.CHAT_PROMPTS_PER_MINUTE:
         raise Refused(
-            f"You sent {recent} messages in the last minute (the limit is {settings.CHAT_PROMPTS_PER_MINUTE}). "
+            f"You asked for {recent} answers in the last minute (the limit is {settings.CHAT_PROMPTS_PER_MINUTE}). "
             "Wait a moment, then send again.",
             status=429,
         )
@@ -118,9 +119,11 @@ async def continue_answer(message: Message) -> Message:
     await _check_rate(message.conversation.owner_id)
     now = timezone.now()
     # Conditional: a double click starts one generation, not two.
-    claimed = await Message.objects.filter(
-        pk=message.pk, status__in=[Status.STOPPED, Status.ERROR, Status.INTERRUPTED]
-    ).aupdate(status=Status.STREAMING, stop_reason=StopReason.NONE, error="", finished_at=None, heartbeat_at=now)
+    claimed = await (
+        Message.objects.filter(pk=message.pk, status__in=[Status.STOPPED, Status.ERROR, Status.INTERRUPTED])
+        .exclude(stop_reason=StopReason.ANSWER_LIMIT)
+        .aupdate(status=Status.STREAMING, stop_reason=StopReason.NONE, error="", finished_at=None, heartbeat_at=now)
+    )
     if not claimed:
         raise Refused("This answer cannot be continued now.", status=409)
     await message.arefresh_from_db()

@@ -96,6 +96,8 @@ class Answer:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.started = time.monotonic()
+        # This attempt's first text (a Continue's message has an older one).
+        self.first_token: float | None = None
 
     async def run(self) -> None:
         self.message = await Message.objects.select_related("conversation").aget(pk=self.message_id)
@@ -233,6 +235,8 @@ class Answer:
         return round
 
     async def _text(self, text: str) -> None:
+        if self.first_token is None:
+            self.first_token = time.monotonic()
         if self.recorder.length + len(text) > settings.CHAT_MAX_ANSWER_CHARS:
             text = text[: settings.CHAT_MAX_ANSWER_CHARS - self.recorder.length]
             if text:
@@ -272,13 +276,16 @@ class Answer:
         async with self._emit_lock:
             row = await ToolCall.objects.acreate(
                 message_id=self.message_id,
-                call_id=call.id,
-                name=call.name,
+                # Model-made strings: bounded like every stored field.
+                call_id=call.id[:200],
+                name=call.name[:100],
                 arguments=call.arguments,
                 text_offset=self.recorder.length,
                 start_seq=self.seq + 1,
             )
-            event = await self._publish(events.TOOL_START, {"call_id": call.id, "name": call.name, "arguments": call.arguments})
+            event = await self._publish(
+                events.TOOL_START, {"call_id": row.call_id, "name": row.name, "arguments": row.arguments}
+            )
         self.recorder.advance(event.seq)
         return row
 
@@ -403,9 +410,7 @@ async def _call_tool(name: str, arguments: str, context: ToolContext) -> str:
 
 def _log_outcome(message: Message, answer: Answer, outcome: Outcome) -> None:
     """One structured line per answer: no prompt text, no secrets."""
-    first_token = (
-        round((message.first_token_at - message.created_at).total_seconds(), 3) if message.first_token_at else None
-    )
+    first_token = round(answer.first_token - answer.started, 3) if answer.first_token is not None else None
     logger.info(
         "answer %s",
         json.dumps(

@@ -34,31 +34,65 @@ def build_messages(message: Message) -> list[dict]:
             turns.append([{"role": "user", "content": m.content}])
         elif turns:
             turns[-1].extend(assistant_turn(m, list(m.tool_calls.all())))
-    turns = _trim(turns)
-    out = [{"role": "system", "content": settings.CHAT_SYSTEM_PROMPT or SYSTEM_PROMPT}]
-    for turn in turns:
-        out.extend(turn)
+    budget = settings.CHAT_MAX_CONTEXT_CHARS
     own_calls = list(message.tool_calls.all())
+    own: list[dict] = []
     if message.content or own_calls:
-        out.extend(assistant_turn(message, own_calls))
-        out.append({"role": "user", "content": CONTINUE_PROMPT})
+        # The model goes on from the end of its partial answer: the end is what it
+        # needs, in at most half the budget; the conversation gets the rest.
+        own = [*assistant_turn(message, own_calls), {"role": "user", "content": CONTINUE_PROMPT}]
+        own = _keep_end(own, budget // 2)
+    out = [{"role": "system", "content": settings.CHAT_SYSTEM_PROMPT or SYSTEM_PROMPT}]
+    for turn in _trim(turns, budget - _size(own)):
+        out.extend(turn)
+    out.extend(own)
     return out
 
 
-def _trim(turns: list[list[dict]]) -> list[list[dict]]:
-    """Drop the oldest turns until the history fits CHAT_MAX_CONTEXT_CHARS, keeping
-    at least the latest prompt, so a long conversation never overflows the
-    provider's context window."""
-    budget = settings.CHAT_MAX_CONTEXT_CHARS
-    sizes = [sum(len(json.dumps(m)) for m in turn) for turn in turns]
+def _trim(turns: list[list[dict]], budget: int) -> list[list[dict]]:
+    """Drop the oldest turns until the history fits `budget` characters of JSON,
+    keeping at least the latest prompt, so a long conversation never overflows
+    the provider's context window."""
+    sizes = [_size(turn) for turn in turns]
     while len(turns) > 1 and sum(sizes) > budget:
         turns, sizes = turns[1:], sizes[1:]
     if turns and sizes[0] > budget:
         # One prompt alone is too long: keep its end, where the question usually is.
-        first = dict(turns[0][0])
-        first["content"] = first["content"][-budget:]
-        turns = [[first, *turns[0][1:]], *turns[1:]]
+        turns = [_keep_end(turns[0], budget)]
     return turns
+
+
+def _size(messages: list[dict]) -> int:
+    return sum(len(json.dumps(m)) for m in messages)
+
+
+def _keep_end(messages: list[dict], budget: int) -> list[dict]:
+    """`messages` with text cut from the start of the earliest ones until their
+    JSON fits `budget`."""
+    over = _size(messages) - budget
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if over > 0 and isinstance(content, str) and content:
+            size = len(json.dumps(content))
+            kept = _longest_end(content, size - over)
+            over -= size - len(json.dumps(kept))
+            m = {**m, "content": kept}
+        out.append(m)
+    return out
+
+
+def _longest_end(text: str, room: int) -> str:
+    """The longest end of `text` that is at most `room` characters as JSON (JSON
+    escapes some characters into several, so count, do not guess)."""
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high) // 2
+        if len(json.dumps(text[middle:])) <= room:
+            high = middle
+        else:
+            low = middle + 1
+    return text[low:]
 
 
 def assistant_turn(message: Message, tool_calls: list[ToolCall]) -> list[dict]:

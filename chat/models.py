@@ -103,10 +103,11 @@ class Message(Reviewable):
 
     @property
     def can_continue(self) -> bool:
-        return self.role == self.Role.ASSISTANT and self.status in (
-            Status.STOPPED,
-            Status.ERROR,
-            Status.INTERRUPTED,
+        # An answer at the length limit would stop again at once.
+        return (
+            self.role == self.Role.ASSISTANT
+            and self.status in (Status.STOPPED, Status.ERROR, Status.INTERRUPTED)
+            and self.stop_reason != StopReason.ANSWER_LIMIT
         )
 
     @property
