@@ -4,7 +4,8 @@ Pygments, then sanitised by nh3 so model output can never carry active markup.""
 import markdown as md
 import nh3
 
-_EXTENSIONS = ["fenced_code", "tables", "sane_lists", "codehilite"]
+# nl2br: a single line break the reader saw while streaming stays one.
+_EXTENSIONS = ["fenced_code", "tables", "sane_lists", "codehilite", "nl2br"]
 _EXTENSION_CONFIGS = {"codehilite": {"guess_lang": False, "css_class": "highlight"}}
 
 _TAGS = {

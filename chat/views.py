@@ -204,7 +204,8 @@ def rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
         current.save(update_fields=["title"])
     if not request.htmx:
         return redirect("chat-conversation", current.pk)
-    return render(request, "chat/page.html#conversation_item", {"c": current, "current": current})
+    on_screen = request.htmx.current_url_abs_path == reverse("chat-conversation", args=[current.pk])
+    return render(request, "chat/page.html#conversation_item", {"c": current, "current": current if on_screen else None})
 
 
 @require_POST
@@ -215,5 +216,7 @@ def delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
         for message_id in current.messages.filter(status=Status.STREAMING).values_list("pk", flat=True):
             async_to_sync(get_event_log().request_stop)(message_id)
     current.delete()
+    if request.htmx and request.htmx.current_url_abs_path != reverse("chat-conversation", args=[conversation_id]):
+        return HttpResponse()  # the page removes the item itself (hx-swap="delete")
     url = reverse("chat-home")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)

@@ -281,6 +281,7 @@ class OpenAIStub:
             self.requests.clear()
             self.disconnects = 0
             self.disconnected.clear()
+            self.default = None
 
     @property
     def pending(self) -> int:

@@ -1,4 +1,5 @@
-// Chat page behaviour: stream cursor, composer, autoscroll, copy buttons.
+// Chat page behaviour: stream cursor, composer, autoscroll, copy buttons,
+// conversation list. Runs under a strict CSP: no inline code, no eval.
 (function () {
   "use strict";
 
@@ -15,7 +16,16 @@
     var url = new URL(source.getAttribute("sse-connect"), window.location.href);
     url.searchParams.set("after", id);
     source.setAttribute("sse-connect", url.pathname + url.search);
-    follow();
+  });
+
+  // A lost connection is retried by the extension; say so instead of "Generating…".
+  document.addEventListener("htmx:sseError", function (evt) {
+    var message = evt.target.closest && evt.target.closest(".msg.assistant");
+    if (message) message.classList.add("reconnecting");
+  });
+  document.addEventListener("htmx:sseOpen", function (evt) {
+    var message = evt.target.closest && evt.target.closest(".msg.assistant");
+    if (message) message.classList.remove("reconnecting");
   });
 
   // Composer: Enter sends, Shift+Enter is a new line; disabled with Stop in the
@@ -27,11 +37,20 @@
     if (!form) return;
     var busy = streamingMessage() !== null;
     var textarea = form.querySelector("textarea");
+    var stop = form.querySelector(".stop");
+    var wasBusy = textarea.disabled;
     textarea.disabled = busy;
     form.querySelector(".send").hidden = busy;
-    form.querySelector(".stop").hidden = !busy;
+    stop.hidden = !busy;
+    if (!busy) {
+      stop.disabled = false;
+      stop.textContent = "Stop";
+    }
     form.classList.toggle("busy", busy);
-    if (!busy && document.activeElement === document.body) textarea.focus();
+    // Give the keyboard back when the answer ends, unless the reader moved on.
+    if (wasBusy && !busy && (document.activeElement === document.body || document.activeElement === null)) {
+      textarea.focus();
+    }
   }
 
   function grow(textarea) {
@@ -40,6 +59,11 @@
   }
 
   document.addEventListener("keydown", function (evt) {
+    if (evt.key === "Escape") {
+      closeMenus(null);
+      var toggle = document.getElementById("nav-toggle");
+      if (toggle) toggle.checked = false;
+    }
     var textarea = evt.target;
     if (!textarea.matches || !textarea.matches("#composer textarea")) return;
     if (evt.key === "Enter" && !evt.shiftKey && !evt.isComposing) {
@@ -51,11 +75,55 @@
     if (evt.target.matches && evt.target.matches("#composer textarea")) grow(evt.target);
   });
 
+  // The text as the reader sees it, without the page's own controls and tool cards.
+  function visibleText(node) {
+    var extras = Array.prototype.filter.call(node.querySelectorAll(".copy-code, .tool-card"), function (el) {
+      return !el.hidden;
+    });
+    extras.forEach(function (el) { el.hidden = true; });
+    var text = node.innerText;
+    extras.forEach(function (el) { el.hidden = false; });
+    return text.replace(/\n+$/, "");
+  }
+
+  function copyText(button, node) {
+    var text = visibleText(node);
+    var done = function () {
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = "Copy"; }, 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () { selectForCopy(node, done); });
+    } else {
+      selectForCopy(node, done);
+    }
+  }
+
+  // Without the async clipboard (a plain-http address other than localhost):
+  // select the text and use the old copy command, which still works there.
+  function selectForCopy(node, done) {
+    var range = document.createRange();
+    range.selectNodeContents(node);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    try {
+      if (document.execCommand("copy")) done();
+    } catch (e) { /* the text stays selected for Ctrl+C */ }
+  }
+
   document.addEventListener("click", function (evt) {
     var stop = evt.target.closest("#composer .stop");
     if (stop) {
       var message = streamingMessage();
-      if (message) htmx.ajax("POST", message.dataset.stopUrl, { source: stop, swap: "none" });
+      if (message && !stop.disabled) {
+        stop.disabled = true;
+        stop.textContent = "Stopping…";
+        htmx.ajax("POST", message.dataset.stopUrl, { source: stop, swap: "none" }).then(null, function () {
+          stop.disabled = false;
+          stop.textContent = "Stop";
+        });
+      }
       return;
     }
     var copy = evt.target.closest("[data-copy-target], .copy-code");
@@ -63,21 +131,28 @@
       var node = copy.classList.contains("copy-code")
         ? copy.parentElement.querySelector("pre")
         : document.querySelector(copy.dataset.copyTarget);
-      if (node && navigator.clipboard) {
-        navigator.clipboard.writeText(node.innerText).then(function () {
-          copy.textContent = "Copied";
-          setTimeout(function () { copy.textContent = "Copy"; }, 1500);
-        });
-      }
+      if (node) copyText(copy, node);
       return;
     }
     if (evt.target.closest(".jump-latest")) {
       following = true;
       follow();
+      return;
     }
+    closeMenus(evt.target.closest(".conv-menu"));
   });
 
+  // Conversation menus: one open at a time, closed by a click elsewhere or Escape.
+  function closeMenus(keep) {
+    document.querySelectorAll(".conv-menu[open]").forEach(function (menu) {
+      if (menu !== keep) menu.open = false;
+    });
+  }
+
   document.addEventListener("htmx:afterRequest", function (evt) {
+    if (evt.detail.elt.closest && evt.detail.elt.closest(".msg-actions") && evt.detail.elt.querySelector(".continue, .retry")) {
+      following = true;
+    }
     var form = composer();
     if (evt.detail.elt === form && evt.detail.successful && evt.detail.xhr.status === 200) {
       var textarea = form.querySelector("textarea");
@@ -88,8 +163,30 @@
     }
   });
 
-  // Autoscroll follows the answer until the reader scrolls up.
+  // A renamed conversation comes back as a fresh list item. Whether it is the
+  // one on screen is for the page to say; if it is, the heading and the tab
+  // title follow.
+  document.addEventListener("htmx:afterSwap", function (evt) {
+    var item = evt.target;
+    if (!item.matches || !item.matches(".conversation")) return;
+    var link = item.querySelector("a");
+    var current = link.getAttribute("href") === window.location.pathname;
+    item.classList.toggle("current", current);
+    if (current) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+    localTimes(item);
+    if (!current) return;
+    var title = item.querySelector(".conv-title").textContent;
+    var heading = document.querySelector(".chat-head h1");
+    if (heading) heading.textContent = title;
+    document.title = title + " · Chat";
+  });
+
+  // Autoscroll follows the answer until the reader scrolls up; only the
+  // reader's own scrolling (wheel, touch, keys, scrollbar) stops it, never a
+  // jump caused by content being replaced.
   var following = true;
+  var lastGesture = 0;
   function scroller() { return document.getElementById("messages"); }
   function atBottom(el) { return el.scrollHeight - el.scrollTop - el.clientHeight < 48; }
 
@@ -101,16 +198,42 @@
     if (jump) jump.hidden = following || atBottom(el);
   }
 
+  var pending = false;
+  function followSoon() {
+    if (pending) return;
+    pending = true;
+    window.requestAnimationFrame(function () {
+      pending = false;
+      follow();
+    });
+  }
+
+  function gesture() { lastGesture = Date.now(); }
+  ["wheel", "touchmove"].forEach(function (type) {
+    document.addEventListener(type, function (evt) {
+      if (evt.target.closest && evt.target.closest("#messages")) gesture();
+    }, { passive: true, capture: true });
+  });
+  // A press on the scroller itself (not on its content) is its scrollbar.
+  document.addEventListener("pointerdown", function (evt) {
+    if (evt.target === scroller()) gesture();
+  }, true);
+  document.addEventListener("keydown", function (evt) {
+    if (["PageUp", "PageDown", "ArrowUp", "ArrowDown", "Home", "End", " "].indexOf(evt.key) >= 0) gesture();
+  }, true);
+
   document.addEventListener("scroll", function (evt) {
     var el = scroller();
     if (evt.target !== el) return;
-    following = atBottom(el);
+    if (atBottom(el)) following = true;
+    else if (Date.now() - lastGesture < 1000) following = false;
     var jump = document.querySelector(".jump-latest");
-    if (jump) jump.hidden = following;
+    if (jump) jump.hidden = following || atBottom(el);
   }, true);
 
   function decorate(root) {
-    root.querySelectorAll(".msg-body:not(.live) .highlight, .msg-body:not(.live) pre:not(.tool-result)").forEach(function (block) {
+    root.querySelectorAll(".msg-body:not(.live) .highlight, .msg-body:not(.live) pre:not(.tool-result):not(.tool-args pre)").forEach(function (block) {
+      if (block.closest(".tool-card")) return;
       var box = block.classList.contains("highlight") ? block : block.parentElement.classList.contains("highlight") ? null : block;
       if (!box || box.querySelector(".copy-code") || box.parentElement.querySelector(":scope > .copy-code")) return;
       if (box.tagName === "PRE") {
@@ -124,19 +247,56 @@
       button.type = "button";
       button.className = "copy-code";
       button.textContent = "Copy";
+      button.setAttribute("aria-label", "Copy code");
       box.appendChild(button);
     });
   }
 
-  document.addEventListener("htmx:afterSettle", function (evt) {
+  // Times are written by the server in its own zone; show them in the reader's.
+  var timeFormat = { hour: "2-digit", minute: "2-digit" };
+  function localTimes(root) {
+    root.querySelectorAll("time[datetime]:not([data-local])").forEach(function (node) {
+      var when = new Date(node.getAttribute("datetime"));
+      if (isNaN(when)) return;
+      var now = new Date();
+      var text;
+      if (when.toDateString() === now.toDateString()) {
+        text = when.toLocaleTimeString([], timeFormat);
+      } else if (when.getFullYear() === now.getFullYear()) {
+        text = when.toLocaleDateString([], { month: "short", day: "numeric" });
+      } else {
+        text = when.toLocaleDateString([], { year: "numeric", month: "short", day: "numeric" });
+      }
+      node.textContent = text;
+      node.title = when.toLocaleString();
+      node.dataset.local = "";
+    });
+  }
+
+  // Only the latest answer can be continued or retried (the server refuses the others).
+  function latestActions() {
+    var answers = document.querySelectorAll("#messages .msg.assistant");
+    answers.forEach(function (answer, index) {
+      answer.classList.toggle("earlier", index < answers.length - 1);
+    });
+  }
+
+  function refresh() {
     decorate(document);
+    localTimes(document);
+    latestActions();
     syncComposer();
-    follow();
-  });
-  document.addEventListener("htmx:oobAfterSwap", follow);
+    followSoon();
+  }
+
+  document.addEventListener("htmx:afterSettle", refresh);
+  document.addEventListener("htmx:oobAfterSwap", followSoon);
   document.addEventListener("DOMContentLoaded", function () {
-    decorate(document);
-    syncComposer();
-    follow();
+    refresh();
+    var el = scroller();
+    if (el) {
+      // Text arriving, cards changing, the final render: keep the end in view.
+      new MutationObserver(followSoon).observe(el, { childList: true, subtree: true, characterData: true });
+    }
   });
 })();

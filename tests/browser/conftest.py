@@ -3,8 +3,8 @@ real daphne process that talks to the OpenAI stub.
 
 `chat` is the usual entry point: a page logged in as alice through the real login
 form, with every request and console message recorded. After each test the page is
-saved as test-output/screenshots/<test name>.png, and any console error that names
-the Content-Security-Policy fails the test.
+saved as test-output/screenshots/<test name>.png; a console error that names the
+Content-Security-Policy, or a request to any host but 127.0.0.1, fails the test.
 """
 
 import os
@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -30,6 +31,13 @@ CHROMIUM_ARGS = [
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
 
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener('securitypolicyviolation', (e) => {
+  const where = e.sourceFile + ':' + e.lineNumber;
+  window.__reportCspViolation(e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline') + ' at ' + where);
+});
+"""
+
 # Generous: two shared cores run daphne, the stub and Chromium at once.
 TIMEOUT_MS = 20_000
 
@@ -46,11 +54,6 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def live(live_server_factory) -> LiveServer:
-    return live_server_factory()
-
-
 @dataclass
 class Chat:
     """One logged-in browser tab on the live server, and what it did."""
@@ -59,6 +62,23 @@ class Chat:
     page: object
     requests: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
+
+    def log_in(self, username: str, password: str) -> None:
+        """Through the real login form (where the app sends a visitor who is not logged in)."""
+        self.page.fill('input[name="username"]', username)
+        self.page.fill('input[name="password"]', password)
+        self.page.click('.login button[type="submit"]')
+
+    def conversation_ids(self, username: str = "alice") -> list[int]:
+        """The user's conversations as stored. With a DATABASE_URL the live servers of
+        a whole test session share one database, so tests compare with this rather
+        than assume an empty account."""
+        rows = self.live.sql(
+            "SELECT c.id FROM chat_conversation c JOIN auth_user u ON u.id = c.owner_id"
+            " WHERE u.username = ? ORDER BY c.id",
+            username,
+        )
+        return [row[0] for row in rows]
 
     def stream_requests(self) -> list[str]:
         return [url for url in self.requests if "/stream/" in url]
@@ -96,28 +116,46 @@ def _screenshot_name(node_name: str) -> str:
 
 
 @pytest.fixture
-def open_chat(browser, live, request) -> Iterator[Callable[..., Chat]]:
-    """Open a new browser context logged in as alice; options are Playwright's
-    new_context options (viewport, color_scheme, ...)."""
+def open_chat(browser, live_server_factory, request) -> Iterator[Callable[..., Chat]]:
+    """Open a new browser context logged in as alice, on `server` (by default one
+    live server started for the test, talking to the stub); other options are
+    Playwright's new_context options (viewport, color_scheme, permissions, ...)."""
     contexts = []
     chats: list[Chat] = []
+    default: list[LiveServer] = []
 
-    def open_(username: str = "alice", password: str = "alice-password", **options) -> Chat:
+    def open_(
+        username: str = "alice",
+        password: str = "alice-password",
+        server: LiveServer | None = None,
+        login: bool = True,
+        **options,
+    ) -> Chat:
+        if server is None:
+            if not default:
+                default.append(live_server_factory())
+            server = default[0]
         context = browser.new_context(**options)
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)
         page = context.new_page()
-        chat = Chat(live, page)
-        page.on("request", lambda r: chat.requests.append(r.url))
-        page.on("console", lambda m: m.type == "error" and chat.console_errors.append(m.text))
-        page.on("pageerror", lambda exc: chat.console_errors.append(f"pageerror: {exc}"))
-        page.goto(live.url + "/")
-        # Not logged in: the login form, then back to the chat.
-        page.fill('input[name="username"]', username)
-        page.fill('input[name="password"]', password)
-        page.click('.login button[type="submit"]')
-        page.wait_for_selector("#composer textarea")
+        chat = Chat(server, page)
         chats.append(chat)
+
+        def console(message) -> None:
+            if message.type == "error":
+                chat.console_errors.append(f"{message.text} at {message.location.get('url')}")
+
+        # Every CSP violation, including the ones a console might word differently.
+        context.expose_function("__reportCspViolation", lambda text: chat.console_errors.append(f"CSP: {text}"))
+        context.add_init_script(REPORT_CSP_VIOLATIONS)
+        page.on("request", lambda r: chat.requests.append(r.url))
+        page.on("console", console)
+        page.on("pageerror", lambda exc: chat.console_errors.append(f"pageerror: {exc}"))
+        page.goto(server.url + "/")
+        if login:
+            chat.log_in(username, password)
+            page.wait_for_selector("#composer textarea")
         return chat
 
     yield open_
@@ -133,6 +171,12 @@ def open_chat(browser, live, request) -> Iterator[Callable[..., Chat]]:
         context.close()
     csp = [e for chat in chats for e in chat.console_errors if "Content Security Policy" in e or "CSP" in e]
     assert not csp, f"The page broke its Content-Security-Policy: {csp}"
+    outside = [url for chat in chats for url in chat.requests if not _local(url)]
+    assert not outside, f"The page asked another host for something: {outside}"
+
+
+def _local(url: str) -> bool:
+    return url.startswith(("data:", "blob:")) or urlsplit(url).hostname == "127.0.0.1"
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from tests.browser.conftest import SCREENSHOTS
 from tests.openai_stub import Stream
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -51,6 +52,8 @@ def test_it_streams_an_answer_then_renders_markdown(chat, openai_stub_server):
             break
         time.sleep(0.15)
     assert len(seen) >= 4, f"the answer did not grow while streaming: {seen}"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "test_it_streams_an_answer_then_renders_markdown-streaming.png"))
     for shorter, longer in zip(seen, seen[1:], strict=False):
         assert longer.startswith(shorter) and len(longer) > len(shorter)
 

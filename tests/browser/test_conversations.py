@@ -1,0 +1,99 @@
+"""The conversation list: titles, times, rename, and delete with confirmation."""
+
+import re
+
+import pytest
+
+from tests.browser.conftest import SCREENSHOTS
+from tests.openai_stub import Stream
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _new_conversation(chat, prompt):
+    page = chat.page
+    page.goto(chat.live.url + "/")
+    chat.send(prompt)
+    page.wait_for_url(re.compile(r"/c/\d+/$"))
+    chat.wait_status("complete")
+    return int(re.search(r"/c/(\d+)/$", page.url).group(1))
+
+
+def test_rename_and_delete_conversations(chat, openai_stub_server):
+    page = chat.page
+    openai_stub_server.script(Stream(["Fine."]), Stream(["Fine."]))
+    earlier = chat.conversation_ids()
+    if not earlier:
+        assert page.locator(".conversations .empty").is_visible()
+    first = _new_conversation(chat, "Plan a trip to Lisbon")
+    second = _new_conversation(chat, "Ideas for dinner")
+    assert chat.conversation_ids() == [*earlier, first, second]
+
+    # Newest first, titled by the first prompt, with a time.
+    items = page.locator(".conversations .conversation")
+    assert items.count() == min(len(earlier) + 2, 100)
+    assert page.locator(".conversations .empty").count() == 0
+    assert items.nth(0).locator(".conv-title").inner_text() == "Ideas for dinner"
+    assert items.nth(1).locator(".conv-title").inner_text() == "Plan a trip to Lisbon"
+    assert items.nth(0).locator("time").get_attribute("datetime")
+    assert re.search(r"\d", items.nth(0).locator("time").inner_text())
+    assert page.locator(f"#conv-{second}").get_attribute("class").split() == ["conversation", "current"]
+    assert page.locator(".chat-head h1").inner_text() == "Ideas for dinner"
+
+    # Rename the conversation on screen: the list, the heading and the tab follow.
+    current = page.locator(f"#conv-{second}")
+    current.locator("summary").click()
+    title = current.locator('input[name="title"]')
+    title.fill("Dinner ideas for Friday")
+    page.screenshot(path=str(SCREENSHOTS / "test_rename_and_delete_conversations-menu.png"))
+    title.press("Enter")
+    page.wait_for_function("() => document.querySelector('.chat-head h1').textContent === 'Dinner ideas for Friday'")
+    assert page.locator(f"#conv-{second} .conv-title").inner_text() == "Dinner ideas for Friday"
+    assert page.title() == "Dinner ideas for Friday · Chat"
+    assert page.locator(f"#conv-{second}.current").count() == 1
+
+    # Rename another one: it stays not current, and the heading stays.
+    other = page.locator(f"#conv-{first}")
+    other.locator("summary").click()
+    other.locator('input[name="title"]').fill("Lisbon in May")
+    other.locator('button:text-is("Rename")').click()
+    page.wait_for_function(f"() => document.querySelector('#conv-{first} .conv-title').textContent === 'Lisbon in May'")
+    assert page.locator(f"#conv-{first}.current").count() == 0
+    assert page.locator(".chat-head h1").inner_text() == "Dinner ideas for Friday"
+    titles = chat.live.sql("SELECT id, title FROM chat_conversation WHERE id IN (?, ?) ORDER BY id", first, second)
+    assert titles == [(first, "Lisbon in May"), (second, "Dinner ideas for Friday")]
+
+    # Delete asks first; saying no keeps everything.
+    questions = []
+
+    def answer(dialog, accept):
+        questions.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, False))
+    other.locator("summary").click()
+    other.locator("button.danger").click()
+    page.wait_for_timeout(500)
+    assert questions == ["Delete “Lisbon in May” and all its messages? This cannot be undone."]
+    assert page.locator(f"#conv-{first}").count() == 1
+    assert chat.conversation_ids() == [*earlier, first, second]
+
+    # Saying yes deletes it and its messages (the menu is still open).
+    page.once("dialog", lambda dialog: answer(dialog, True))
+    other.locator("button.danger").click()
+    page.wait_for_function(f"() => !document.querySelector('#conv-{first}')")
+    assert chat.conversation_ids() == [*earlier, second]
+    assert chat.live.sql("SELECT COUNT(*) FROM chat_message WHERE conversation_id = ?", first) == [(0,)]
+    assert page.locator(f"#conv-{second}").count() == 1
+
+    # Deleting the conversation on screen goes back to a new chat.
+    page.goto(f"{chat.live.url}/c/{second}/")
+    page.once("dialog", lambda dialog: answer(dialog, True))
+    page.locator(f"#conv-{second} summary").click()
+    page.locator(f"#conv-{second} button.danger").click()
+    page.wait_for_url(chat.live.url + "/")
+    assert page.locator(".welcome").is_visible()
+    assert page.locator(f"#conv-{second}").count() == 0
+    assert chat.conversation_ids() == earlier
+    if not earlier:
+        assert page.locator(".conversations .empty").is_visible()
