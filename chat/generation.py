@@ -8,6 +8,7 @@ event log with the next sequence number; the text goes to the database in batche
 
 import asyncio
 import contextvars
+import gc
 import json
 import logging
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import openai
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from chat import events
@@ -33,6 +34,8 @@ logger = logging.getLogger("chat.generation")
 # Running generations of this process, so they are not garbage-collected and
 # tests can wait for them.
 _running: dict[int, asyncio.Task] = {}
+# See _freeze_heap().
+_heap_frozen = False
 
 
 def start(message_id: int, generation_id: int) -> asyncio.Task:
@@ -82,9 +85,14 @@ class PendingCall:
 
 @dataclass
 class Round:
-    text: str = ""
+    parts: list[str] = field(default_factory=list)
     finish_reason: str | None = None
     calls: list[PendingCall] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        # Joined once, when needed: `text += delta` copies the whole text per token.
+        return "".join(self.parts)
 
 
 class Answer:
@@ -96,12 +104,16 @@ class Answer:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.started = time.monotonic()
+        # Database writes besides the recorder's: tool calls, the end of the answer.
+        self.other_writes = 0
+        self.tool_calls_started = False
         # This attempt's first text (a Continue's message has an older one).
         self.first_token: float | None = None
 
     async def run(self) -> None:
-        self.message = await Message.objects.select_related("conversation").aget(pk=self.message_id)
-        self.generation = await Generation.objects.aget(pk=self.generation_id)
+        # Both rows in one query: one trip to the database thread, not two.
+        self.generation = await Generation.objects.select_related("message__conversation").aget(pk=self.generation_id)
+        self.message = self.generation.message
         self.recorder = Recorder(self.message)
         self.seq = self.message.last_seq
         try:
@@ -215,7 +227,7 @@ class Answer:
                 choice = chunk.choices[0]
                 delta = choice.delta
                 if delta is not None and delta.content:
-                    round.text += delta.content
+                    round.parts.append(delta.content)
                     await self._text(delta.content)
                 for call_delta in (delta.tool_calls if delta is not None else None) or []:
                     _gather_call(round, by_index, call_delta)
@@ -273,6 +285,8 @@ class Answer:
         return [assistant, *results]
 
     async def _tool_start(self, call: PendingCall) -> ToolCall:
+        self.tool_calls_started = True
+        self.other_writes += 1
         async with self._emit_lock:
             row = await ToolCall.objects.acreate(
                 message_id=self.message_id,
@@ -305,6 +319,7 @@ class Answer:
         duration_ms = round((time.monotonic() - started) * 1000)
         async with self._emit_lock:
             row.result_seq = self.seq + 1
+            self.other_writes += 1
             await row.asave(update_fields=["result", "error", "state", "finished_at", "result_seq"])
             data = {"call_id": row.call_id, "name": row.name, "arguments": row.arguments, "duration_ms": duration_ms}
             data.update({"result": row.result} if row.state == ToolCall.State.OK else {"error": row.error})
@@ -329,6 +344,37 @@ class Answer:
             logger.warning("event log publish failed message=%s seq=%s", self.message_id, self.seq, exc_info=True)
         return event
 
+    def _store_end(self, outcome: Outcome, now) -> int:
+        """The end of the answer in one transaction: one commit, one trip to the
+        database thread instead of four. Returns the statements that wrote."""
+        message = self.message
+        with transaction.atomic():
+            message.save(
+                update_fields=[
+                    "content", "status", "stop_reason", "error", "finished_at", "heartbeat_at",
+                    "first_token_at", "last_seq", "prompt_tokens", "completion_tokens",
+                ]
+            )
+            Generation.objects.filter(pk=self.generation_id).update(
+                status=outcome.status,
+                stop_reason=outcome.reason,
+                error=outcome.error,
+                finished_at=now,
+                first_token_at=self.recorder.first_token_at if self.generation.text_offset == 0 else None,
+                prompt_tokens=self.prompt_tokens,
+                completion_tokens=self.completion_tokens,
+            )
+            writes = 3
+            if self.tool_calls_started:
+                # Only this attempt can have left a call running: a crashed one's
+                # were closed when its message was marked interrupted.
+                ToolCall.objects.filter(message_id=message.pk, state=ToolCall.State.RUNNING).update(
+                    state=ToolCall.State.ERROR, error="The answer ended before the tool finished.", finished_at=now
+                )
+                writes += 1
+            Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
+        return writes
+
     async def _finish(self, outcome: Outcome) -> None:
         now = timezone.now()
         terminal_seq = self.seq + 1
@@ -343,25 +389,7 @@ class Answer:
         message.last_seq = terminal_seq
         message.prompt_tokens = (message.prompt_tokens or 0) + self.prompt_tokens
         message.completion_tokens = (message.completion_tokens or 0) + self.completion_tokens
-        await message.asave(
-            update_fields=[
-                "content", "status", "stop_reason", "error", "finished_at", "heartbeat_at",
-                "first_token_at", "last_seq", "prompt_tokens", "completion_tokens",
-            ]
-        )
-        await Generation.objects.filter(pk=self.generation_id).aupdate(
-            status=outcome.status,
-            stop_reason=outcome.reason,
-            error=outcome.error,
-            finished_at=now,
-            first_token_at=self.recorder.first_token_at if self.generation.text_offset == 0 else None,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-        )
-        await ToolCall.objects.filter(message_id=message.pk, state=ToolCall.State.RUNNING).aupdate(
-            state=ToolCall.State.ERROR, error="The answer ended before the tool finished.", finished_at=now
-        )
-        await Conversation.objects.filter(pk=message.conversation_id).aupdate(updated_at=now)
+        self.other_writes += await sync_to_async(self._store_end)(outcome, now)
         async with self._emit_lock:
             data = {"status": outcome.status, "reason": outcome.reason}
             if outcome.status == Status.ERROR:
@@ -373,6 +401,20 @@ class Answer:
         except Exception:
             logger.warning("event log finish failed message=%s", self.message_id, exc_info=True)
         _log_outcome(message, self, outcome)
+        _freeze_heap()
+
+
+def _freeze_heap() -> None:
+    """After the first answer of the process, move everything alive into the
+    collector's permanent generation. By then the imports, URL resolvers,
+    templates and the model client's types exist (~155,000 objects): a full
+    collection no longer walks them, so it no longer pauses the event loop, and
+    every stream with it, for 80-450 ms. Objects frozen are still freed by
+    reference counting; only cycles among them are never collected."""
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.freeze()
 
 
 def _gather_call(round: Round, by_index: dict[int, PendingCall], delta) -> None:
@@ -424,7 +466,7 @@ def _log_outcome(message: Message, answer: Answer, outcome: Outcome) -> None:
                 "duration_s": round(time.monotonic() - answer.started, 3),
                 "outcome": outcome.status,
                 "reason": outcome.reason,
-                "db_writes": answer.recorder.writes + 1,
+                "db_writes": answer.recorder.writes + answer.other_writes,
             }
         ),
     )

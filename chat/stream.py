@@ -17,10 +17,11 @@ from django.views.decorators.http import require_GET
 
 from chat import sse
 from chat.events import ERROR as sse_error
+from chat.events import TEXT_DELTA, Event
 from chat.eventlog import get_event_log
 from chat.liveness import interrupt_if_stale
 from chat.models import Message, Status
-from chat.rendering import event_fragment, render_message, terminal_event_type
+from chat.rendering import event_fragment, render_message, terminal_event_type, text_fragment
 from chat.views import _amessage_for
 
 logger = logging.getLogger("chat.stream")
@@ -79,7 +80,7 @@ async def answer_events(message: Message, cursor: int) -> AsyncIterator[str]:
                     frames.append(await _terminal_frame(message))
                     yield "".join(frames)
                     return
-                frames.append(sse.frame(event.type, event_fragment(message.pk, event), id=event.seq))
+                frames.append(_event_frame(message.pk, event))
                 cursor = event.seq
             # Everything that was waiting goes out as one write: a slow client
             # gets fewer, larger writes, never different text.
@@ -96,6 +97,18 @@ async def answer_events(message: Message, cursor: int) -> AsyncIterator[str]:
         if time.monotonic() - last_sent >= settings.CHAT_PING_INTERVAL:
             yield sse.PING
             last_sent = time.monotonic()
+
+
+def _event_frame(message_id: int, event: Event) -> str:
+    """sse.frame() of the event's fragment. Text, the event sent per token, takes
+    a shortcut: its fragment is escaped, carriage returns included, so unless it
+    holds a newline it is one data line, written without splitting into lines."""
+    if event.type == TEXT_DELTA:
+        payload = text_fragment(event.data.get("text", ""))
+        if "\n" not in payload:
+            return f"id: {event.seq}\nevent: {TEXT_DELTA}\ndata: {payload}\n\n"
+        return sse.frame(TEXT_DELTA, payload, id=event.seq)
+    return sse.frame(event.type, event_fragment(message_id, event), id=event.seq)
 
 
 async def _terminal_frame(message: Message, notice: str = "") -> str:

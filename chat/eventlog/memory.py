@@ -20,9 +20,19 @@ class _Answer:
 
 
 def _wake(futures: list[asyncio.Future]) -> None:
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
     for future in futures:
-        # Futures may belong to another event loop (tests run several).
-        future.get_loop().call_soon_threadsafe(_resolve, future)
+        loop = future.get_loop()
+        if loop is running:
+            # The usual case: resolve it here. call_soon_threadsafe would also
+            # write to the loop's self-pipe, a system call per event and viewer.
+            _resolve(future)
+        else:
+            # Futures may belong to another event loop (tests run several).
+            loop.call_soon_threadsafe(_resolve, future)
     futures.clear()
 
 
@@ -62,13 +72,16 @@ class MemoryEventLog:
         events = self._after(answer, cursor)
         if events or timeout <= 0:
             return events
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         answer.waiters.append(future)
+        # A timer that resolves the same future: wait_for would add a second
+        # future and its callbacks to every wait.
+        timer = loop.call_later(timeout, _resolve, future)
         try:
-            await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            return []
+            await future
         finally:
+            timer.cancel()
             if future in answer.waiters:
                 answer.waiters.remove(future)
         return self._after(answer, cursor)

@@ -1,0 +1,47 @@
+"""The product's ASGI application exactly as shipped (chatproject.asgi), plus a count
+of the SQL statements it runs (an executemany counts once), for the benchmark's database-write figure.
+
+    daphne bench.product_asgi:application
+
+Every new database connection gets an execute wrapper that counts statements by
+their first word (one dict update per statement: microseconds against the
+statement's own cost). GET /__bench__/sql answers the counts as JSON; every other
+request goes to the product untouched.
+"""
+
+import json
+import threading
+from collections import Counter
+
+from chatproject.asgi import application as product
+from django.db.backends.signals import connection_created
+
+_counts: Counter = Counter()
+_lock = threading.Lock()
+
+
+def _count(execute, sql, params, many, context):
+    verb = sql.lstrip().split(None, 1)[0].upper() if sql else ""
+    with _lock:
+        _counts[verb] += 1
+    return execute(sql, params, many, context)
+
+
+def _install(sender, connection, **kwargs) -> None:
+    with _lock:
+        _counts["CONNECT"] += 1
+    if _count not in connection.execute_wrappers:
+        connection.execute_wrappers.append(_count)
+
+
+connection_created.connect(_install, weak=False)
+
+
+async def application(scope, receive, send) -> None:
+    if scope["type"] == "http" and scope["path"] == "/__bench__/sql":
+        with _lock:
+            body = json.dumps(dict(_counts)).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+        return
+    await product(scope, receive, send)

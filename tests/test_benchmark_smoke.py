@@ -1,0 +1,59 @@
+"""The benchmark runs end to end: stub, product and baseline under daphne, a few
+answers each, a report with every figure. Tiny N: this checks the tool, not the
+numbers (they depend on the machine)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_benchmark_reports_every_figure(tmp_path):
+    out, data_path = tmp_path / "benchmarks.md", tmp_path / "benchmarks.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_SETTINGS"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(out), "--json", str(data_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    report = out.read_text()
+    for figure in (
+        "added latency per token, p50",
+        "added latency per token, p99",
+        "added latency per token, max",
+        "time to first token minus the stub's own",
+        "Capacity",
+        "Answers completed / failed",
+        "Database writes per answer-second",
+        "Replay of a finished",
+        "Server RSS at rest",
+        "Server RSS per open stream",
+        "Server CPU",
+        "CPUs (",
+        "Command",
+    ):
+        assert figure in report, figure
+
+    data = json.loads(data_path.read_text())
+    for name in ("product", "baseline"):
+        totals = data[name]["totals"]
+        assert totals["completed"] > 0, name
+        assert totals["failed"] == 0, (name, [x["errors"] for x in data[name]["levels"]])
+        assert [x["n"] for x in data[name]["levels"]] == [1, 2]
+        assert all(x["p99_ms"] is not None for x in data[name]["levels"])
+    # The product logs its database writes per answer, and the server was sampled.
+    assert data["product"]["totals"]["writes_per_answer_second"] > 0
+    assert data["product"]["totals"]["rss_rest_mb"] > 0
+    assert data["replay"].get("median_ms") is not None, data["replay"]
