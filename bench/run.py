@@ -950,6 +950,10 @@ async def _main(args, argv: list[str]) -> int:
         "OPENAI_BASE_URL": stub.base_url,
         "OPENAI_API_KEY": "bench",
         "CHAT_MODEL": "bench-model",
+        # The embedded defaults (a fresh SQLite file, the in-process log), even
+        # when the calling shell points at PostgreSQL and Redis.
+        "DATABASE_URL": "",
+        "REDIS_URL": "",
         # The product's own defaults, not the test suite's fast timers.
         "CHAT_HEARTBEAT_STALE": "15",
         "CHAT_HEARTBEAT_INTERVAL": "2",

@@ -1,6 +1,7 @@
 """Starting answers: a new prompt, Continue and Retry. Each checks the user's
 limits, stores what it starts with, and hands off to a background generation."""
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -10,6 +11,8 @@ from chat import generation
 from chat.eventlog import get_event_log
 from chat.liveness import stale_before
 from chat.models import Conversation, Generation, Message, Status, StopReason
+
+logger = logging.getLogger("chat.answers")
 
 TITLE_LENGTH = 60
 
@@ -62,7 +65,12 @@ async def _start(message: Message, *, text_offset: int) -> None:
     gen = await Generation.objects.acreate(
         message=message, text_offset=text_offset, start_seq=message.last_seq, model=message.model
     )
-    await get_event_log().clear_stop(message.pk)
+    try:
+        await get_event_log().clear_stop(message.pk)
+    except Exception:
+        # The event log is unreachable (Redis down): the answer is still written
+        # to the database, and its stream tells the viewer so.
+        logger.warning("event log unreachable, answering anyway message=%s", message.pk, exc_info=True)
     generation.start(message.pk, gen.pk)
 
 

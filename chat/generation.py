@@ -107,6 +107,7 @@ class Answer:
         # Database writes besides the recorder's: tool calls, the end of the answer.
         self.other_writes = 0
         self.tool_calls_started = False
+        self.log_failed = False
         # This attempt's first text (a Continue's message has an older one).
         self.first_token: float | None = None
 
@@ -340,8 +341,11 @@ class Answer:
             await self.log.publish(self.message_id, event)
         except Exception:
             # The log is unreachable (Redis down): the text still reaches the
-            # database, and viewers are told by their stream.
-            logger.warning("event log publish failed message=%s seq=%s", self.message_id, self.seq, exc_info=True)
+            # database, and viewers are told by their stream. Said once per answer,
+            # not once per token.
+            if not self.log_failed:
+                self.log_failed = True
+                logger.warning("event log publish failed message=%s seq=%s", self.message_id, self.seq, exc_info=True)
         return event
 
     def _store_end(self, outcome: Outcome, now) -> int:

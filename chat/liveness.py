@@ -1,14 +1,19 @@
 """An answer whose generation died (server restart, crash) must not spin forever:
 a message still `streaming` whose heartbeat is stale is marked interrupted."""
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from chat import generation
+from chat import events, generation
+from chat.eventlog import get_event_log
+from chat.events import Event
 from chat.models import Generation, Message, Status, StopReason, ToolCall
+
+logger = logging.getLogger("chat.liveness")
 
 INTERRUPTED_ERROR = "The server stopped while this answer was being written. Continue picks up where it stopped."
 
@@ -48,4 +53,16 @@ async def interrupt_if_stale(message: Message) -> bool:
         state=ToolCall.State.ERROR, error="The server stopped before the tool finished.", finished_at=now
     )
     await message.arefresh_from_db()
+    await _end_the_log(message)
     return True
+
+
+async def _end_the_log(message: Message) -> None:
+    """A shared log (Redis) outlives the worker that died, with events it never
+    stored: the interruption ends it, so no reader is served them."""
+    data = {"status": message.status, "reason": message.stop_reason, "message": message.error}
+    try:
+        await get_event_log().publish(message.pk, Event(message.last_seq, events.ERROR, data))
+        await get_event_log().finish(message.pk)
+    except Exception:
+        logger.warning("event log unreachable message=%s", message.pk, exc_info=True)

@@ -52,5 +52,6 @@ def env_url(name: str, schemes: tuple[str, ...]) -> str:
     parsed = urlparse(raw)
     if parsed.scheme not in schemes:
         allowed = ", ".join(f"{s}://" for s in schemes)
-        raise ImproperlyConfigured(f"{name}={raw!r} must start with one of: {allowed}.")
+        shown = raw.replace(f":{parsed.password}@", ":***@") if parsed.password else raw
+        raise ImproperlyConfigured(f"{name}={shown!r} must start with one of: {allowed}.")
     return raw

@@ -4,6 +4,7 @@ The defaults run on a fresh machine with nothing else: SQLite, the in-process ev
 log and the offline demo model. See README.md for every variable.
 """
 
+import secrets
 from pathlib import Path
 
 import dj_database_url
@@ -108,6 +109,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 # Event log: in-process by default; REDIS_URL selects Redis Streams.
 REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
+if REDIS_URL:
+    from redis.connection import parse_url
+
+    try:
+        parse_url(REDIS_URL)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"REDIS_URL is not usable: {exc}") from None
+# Every key of the event log starts with this, so several sites can share one Redis.
+CHAT_REDIS_PREFIX = env_str("CHAT_REDIS_PREFIX", "chat")
+if TESTING:
+    # Tests reuse message ids across runs, and several runs may share one Redis.
+    CHAT_REDIS_PREFIX += f":test-{secrets.token_hex(4)}"
+# Events kept per answer in Redis; a reader further behind reads the database.
+CHAT_REDIS_STREAM_MAXLEN = env_int("CHAT_REDIS_STREAM_MAXLEN", 20000, minimum=100)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

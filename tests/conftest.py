@@ -8,6 +8,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from asgiref.sync import SyncToAsync
+from django.db import connections
 from django.test import AsyncClient, Client
 
 from chat import generation
@@ -15,6 +17,15 @@ from chat.models import Conversation, Message
 from tests.live import LiveServer
 from tests.openai_stub import OpenAIStub
 from tests.sse_client import Frame, parse
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Before the test database is dropped: the ORM calls of async tests run in
+    asgiref's executor thread, whose open connection would keep PostgreSQL from
+    dropping it."""
+    if nextitem is None:
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -191,3 +191,14 @@ async def test_continue_does_not_run_tools_again(stub, alice_async, conversation
     assert [m["role"] for m in sent[-4:]] == ["assistant", "tool", "assistant", "user"]
     assert sent[-3] == {"role": "tool", "tool_call_id": "call_1", "content": "10"}
     assert sent[-2] == {"role": "assistant", "content": "Ten, because"}
+
+
+async def test_a_cursor_inside_a_tool_call_resumes_with_its_result(stub, alice_async, conversation):
+    stub.script(Stream(["Hm. "] + calculator_round("7 * 6"), finish_reason="tool_calls"), Stream(["42."]))
+    message = await send(alice_async, conversation, "7*6")
+    everything = await read_stream(alice_async, message)
+    await finished(message.pk)
+    start = next(f for f in everything if f.event == "tool_start")
+    frames = await read_stream(alice_async, message, after=int(start.id))
+    assert [f.event for f in frames] == ["tool_result", "text_delta", "done"]
+    assert [f.id for f in frames] == [f.id for f in everything[int(start.id) :]]

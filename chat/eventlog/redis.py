@@ -18,7 +18,6 @@ once Redis is back.
 
 import asyncio
 import logging
-import secrets
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -67,14 +66,8 @@ return 1
 # Tests reuse message ids across runs, and several runs may share one Redis:
 # until settings.py defines CHAT_REDIS_PREFIX (which appends its own token under
 # pytest), every test process gets keys of its own.
-_TEST_TOKEN = secrets.token_hex(4)
-
-
 def default_prefix() -> str:
-    prefix = getattr(settings, "CHAT_REDIS_PREFIX", None)
-    if prefix is None:
-        prefix = f"chat:test-{_TEST_TOKEN}" if getattr(settings, "TESTING", False) else "chat"
-    return prefix
+    return settings.CHAT_REDIS_PREFIX
 
 
 @dataclass
@@ -115,7 +108,7 @@ class RedisEventLog:
 
     async def publish(self, message_id: int, event: Event) -> None:
         client = self._client()
-        maxlen = getattr(settings, "CHAT_REDIS_STREAM_MAXLEN", 20000)
+        maxlen = settings.CHAT_REDIS_STREAM_MAXLEN
         await client.publish(
             keys=[self._key("events", message_id)],
             args=[event.seq, event.to_json(), maxlen, LIVE_TTL * 1000],

@@ -42,7 +42,7 @@ document.addEventListener('securitypolicyviolation', (e) => {
 TIMEOUT_MS = 20_000
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"Browser tests need Debian's Chromium: no Chromium at {CHROMIUM} (apt-get install chromium).")

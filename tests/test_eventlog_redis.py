@@ -1,0 +1,278 @@
+"""The Redis Streams event log against a real Redis: two RedisEventLog objects
+with the same prefix stand for two workers. The outage tests run a private
+redis-server, kill it and start it again on the same port."""
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import redis
+from redis.exceptions import RedisError
+
+from chat.eventlog.redis import RedisEventLog
+from chat.events import Event
+from tests.live import free_port
+
+SHARED_REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+class RedisServer:
+    """A redis-server of a test's own: nothing persisted, killed like a crash."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("redis-server") is not None
+
+    def start(self) -> "RedisServer":
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited on port {self.port}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def shared_redis_or_skip(url: str = SHARED_REDIS_URL) -> None:
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except (RedisError, OSError) as exc:
+        pytest.skip(f"Redis is not reachable at {url} ({exc}); start it or set REDIS_URL")
+
+
+@pytest.fixture
+def prefix():
+    """Keys of this test only; deleted afterwards."""
+    shared_redis_or_skip()
+    prefix = f"test-eventlog-{secrets.token_hex(6)}"
+    yield prefix
+    client = redis.Redis.from_url(SHARED_REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture
+def worker_a(prefix) -> RedisEventLog:
+    return RedisEventLog(SHARED_REDIS_URL, prefix=prefix)
+
+
+@pytest.fixture
+def worker_b(prefix) -> RedisEventLog:
+    return RedisEventLog(SHARED_REDIS_URL, prefix=prefix)
+
+
+def text(seq: int) -> Event:
+    return Event(seq, "text_delta", {"text": f"part {seq}\n"})
+
+
+async def publish(log: RedisEventLog, message_id: int, seqs) -> None:
+    for seq in seqs:
+        await log.publish(message_id, text(seq))
+
+
+async def test_it_reads_what_another_worker_published_after_a_cursor(worker_a, worker_b):
+    await publish(worker_a, 1, range(1, 6))
+    assert await worker_b.read_after(1, 0, 0) == [text(s) for s in range(1, 6)]
+    assert await worker_b.read_after(1, 3, 0) == [text(4), text(5)]
+    assert await worker_b.read_after(1, 5, 0) == []
+    # Another message has a log of its own.
+    assert await worker_b.read_after(2, 0, 0) == []
+
+
+async def test_it_keeps_the_whole_event(worker_a, worker_b):
+    event = Event(1, "tool_result", {"call_id": "c1", "result": "<b>\r\n\u00e9</b>", "duration_ms": 3})
+    await worker_a.publish(7, event)
+    assert await worker_b.read_after(7, 0, 0) == [event]
+
+
+async def test_a_waiting_reader_wakes_up_when_another_worker_publishes(worker_a, worker_b):
+    await publish(worker_a, 1, [1, 2])
+    reader = asyncio.create_task(worker_b.read_after(1, 2, timeout=4))
+    await asyncio.sleep(0.2)
+    assert not reader.done()
+    started = time.monotonic()
+    await publish(worker_a, 1, [3])
+    assert await asyncio.wait_for(reader, 10) == [text(3)]
+    # Woken by the event, not by the end of its wait.
+    assert time.monotonic() - started < 3
+
+
+async def test_a_reader_gets_nothing_when_nothing_comes(worker_b):
+    started = time.monotonic()
+    assert await worker_b.read_after(1, 0, timeout=0.2) == []
+    assert time.monotonic() - started >= 0.15
+
+
+async def test_a_sequence_that_does_not_follow_starts_the_log_over(worker_a, worker_b):
+    await publish(worker_a, 1, [1, 2, 3])
+    # A new generation after a crash: the log no longer reaches back to 0.
+    await publish(worker_a, 1, [7, 8])
+    assert await worker_b.read_after(1, 0, 0) == []
+    assert await worker_b.read_after(1, 3, 0) == []
+    assert await worker_b.read_after(1, 6, 0) == [text(7), text(8)]
+    # A lower sequence number starts it over too.
+    await publish(worker_a, 1, [2])
+    assert await worker_b.read_after(1, 1, 0) == [text(2)]
+
+
+async def test_the_same_event_twice_is_kept_once(worker_a, worker_b):
+    """What redis-py's retry does after a reply was lost."""
+    await publish(worker_a, 1, [1, 2, 2])
+    assert await worker_b.read_after(1, 0, 0) == [text(1), text(2)]
+
+
+async def test_a_stream_that_no_longer_reaches_the_cursor_sends_the_reader_to_the_database(worker_a, worker_b, settings):
+    settings.CHAT_REDIS_STREAM_MAXLEN = 3
+    await publish(worker_a, 1, range(1, 7))
+    assert await worker_b.read_after(1, 3, 0) == [text(4), text(5), text(6)]
+    assert await worker_b.read_after(1, 2, 0) == []
+    assert await worker_b.read_after(1, 0, 0) == []
+
+
+async def test_finish_keeps_the_events_for_a_while_then_lets_them_go(worker_a, worker_b, settings):
+    settings.CHAT_EVENT_LOG_TTL = 0.5
+    await publish(worker_a, 1, [1, 2])
+    await worker_a.finish(1)
+    assert await worker_b.read_after(1, 0, 0) == [text(1), text(2)]
+    deadline = time.monotonic() + 10
+    while await worker_b.read_after(1, 0, 0) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert await worker_b.read_after(1, 0, 0) == []
+
+
+async def test_publishing_again_after_finish_keeps_the_log(worker_a, prefix, settings):
+    settings.CHAT_EVENT_LOG_TTL = 1
+    await publish(worker_a, 1, [1])
+    await worker_a.finish(1)
+    await publish(worker_a, 1, [2])  # Continue
+    ttl = redis.Redis.from_url(SHARED_REDIS_URL).pttl(f"{prefix}:events:1")
+    assert ttl > 60_000
+
+
+async def test_a_stop_requested_on_one_worker_reaches_the_other(worker_a, worker_b):
+    waiting = asyncio.create_task(worker_a.wait_for_stop(1))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await worker_b.request_stop(1)
+    await asyncio.wait_for(waiting, 10)
+    # It stays requested until cleared ...
+    await asyncio.wait_for(worker_a.wait_for_stop(1), 10)
+    # ... and is only for that message.
+    other = asyncio.create_task(worker_a.wait_for_stop(2))
+    await worker_b.clear_stop(1)
+    again = asyncio.create_task(worker_a.wait_for_stop(1))
+    await asyncio.sleep(0.3)
+    assert not again.done() and not other.done()
+    for task in (again, other):
+        task.cancel()
+    await asyncio.gather(again, other, return_exceptions=True)
+
+
+async def test_a_waiting_generation_gives_its_connection_back_when_cancelled(worker_a, worker_b):
+    tasks = [asyncio.create_task(worker_a.wait_for_stop(n)) for n in range(1, 4)]
+    await asyncio.sleep(0.2)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    # The log still works on the same client.
+    await publish(worker_a, 1, [1])
+    assert await worker_b.read_after(1, 0, 0) == [text(1)]
+
+
+async def test_it_knows_when_somebody_last_watched(worker_a, worker_b):
+    assert await worker_b.seconds_since_viewed(1) is None
+    await worker_a.touch_viewer(1)
+    await asyncio.sleep(0.2)
+    since = await worker_b.seconds_since_viewed(1)
+    assert 0.1 <= since < 5
+    await worker_a.touch_viewer(1)
+    assert await worker_b.seconds_since_viewed(1) < since
+    assert await worker_b.seconds_since_viewed(2) is None
+
+
+def test_one_log_serves_several_event_loops(worker_a, worker_b):
+    """Tests run a loop each; a redis.asyncio client must not cross loops."""
+    asyncio.run(publish(worker_a, 1, [1]))
+    asyncio.run(publish(worker_a, 1, [2]))
+    assert asyncio.run(worker_b.read_after(1, 0, 0)) == [text(1), text(2)]
+
+
+# Outage: a private redis-server, killed and started again.
+
+
+@pytest.fixture
+def private_redis():
+    if not RedisServer.available():
+        pytest.skip("redis-server is not installed")
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+async def test_it_raises_while_redis_is_down_and_works_again_when_it_is_back(private_redis, settings):
+    log = RedisEventLog(private_redis.url, prefix="outage")
+    other = RedisEventLog(private_redis.url, prefix="outage")
+    await publish(log, 1, [1, 2])
+    assert await other.read_after(1, 0, 0) == [text(1), text(2)]
+    stop = asyncio.create_task(log.wait_for_stop(1))
+
+    private_redis.kill()
+    for call in (
+        lambda: log.publish(1, text(3)),
+        lambda: other.read_after(1, 2, 0),
+        lambda: other.read_after(1, 2, 1),
+        lambda: other.touch_viewer(1),
+        lambda: log.finish(1),
+        lambda: other.request_stop(1),
+        lambda: log.clear_stop(1),
+    ):
+        with pytest.raises(RedisError):
+            await asyncio.wait_for(call(), 15)
+    # The generation's own watchers ride it out: an outage is not a Stop.
+    assert await log.seconds_since_viewed(1) is None
+    await asyncio.sleep(0.5)
+    assert not stop.done()
+
+    private_redis.start()  # same port, empty
+    await publish(log, 1, [1])
+    assert await other.read_after(1, 0, 0) == [text(1)]
+    await other.request_stop(1)
+    await asyncio.wait_for(stop, 15)
+    await other.touch_viewer(1)
+    assert await log.seconds_since_viewed(1) is not None

@@ -1,0 +1,70 @@
+"""A bad DATABASE_URL or REDIS_URL stops the process at start-up, naming the
+variable, instead of failing at the first request.
+
+Settings are read once per process, so each case starts a fresh Python with a
+clean environment (no PYTEST_VERSION, which relaxes settings for the tests).
+"""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCTION = {"DJANGO_DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50)}
+
+
+def start(env: dict[str, str]) -> subprocess.CompletedProcess:
+    clean = {"PATH": os.environ.get("PATH", ""), "DJANGO_SETTINGS_MODULE": "chatproject.settings", **PRODUCTION, **env}
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def refused(env: dict[str, str]) -> str:
+    """The last line of the traceback: what an operator reads."""
+    result = start(env)
+    assert result.returncode != 0, f"{env} was accepted"
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("django.core.exceptions.ImproperlyConfigured: "), result.stderr
+    return line
+
+
+def test_it_starts_with_postgresql_and_redis_urls():
+    # Nothing connects at start-up: the servers need not be running.
+    result = start({"DATABASE_URL": "postgres://chat@db.example:5432/chat", "REDIS_URL": "redis://cache.example:6379/0"})
+    assert result.returncode == 0, result.stderr
+    result = start({"DATABASE_URL": "postgresql://chat@db.example/chat", "REDIS_URL": "unix:///run/redis.sock?db=2"})
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://chat@db.example/chat", "db.example:5432/chat", "http://db.example/chat"]
+)
+def test_a_database_url_of_another_kind_is_refused_with_its_name(url):
+    line = refused({"DATABASE_URL": url})
+    assert f"DATABASE_URL={url!r} must start with one of: sqlite://, postgres://, postgresql://." in line
+
+
+def test_a_malformed_database_url_is_refused_with_its_name():
+    line = refused({"DATABASE_URL": "postgres://chat@db.example:port/chat"})
+    assert "DATABASE_URL" in line
+
+
+@pytest.mark.parametrize("url", ["http://cache.example:6379", "cache.example:6379", "memcached://cache.example"])
+def test_a_redis_url_of_another_kind_is_refused_with_its_name(url):
+    line = refused({"REDIS_URL": url})
+    assert f"REDIS_URL={url!r} must start with one of: redis://, rediss://, unix://." in line
+
+
+def test_a_malformed_redis_url_is_refused_with_its_name():
+    line = refused({"REDIS_URL": "redis://cache.example:port/0"})
+    assert "REDIS_URL" in line
