@@ -30,7 +30,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class LiveServer:
+class ServerProcess:
+    """A server in a subprocess that a test can stop, or kill like a crash."""
+
+    process: subprocess.Popen | None = None
+
+    def kill(self) -> None:
+        """A crash: no cleanup, no goodbye."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class LiveServer(ServerProcess):
     def __init__(self, workdir: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
         self.workdir = workdir
         self.port = port or free_port()
@@ -93,20 +113,6 @@ class LiveServer:
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError("daphne did not start in 20 s")
-
-    def kill(self) -> None:
-        """A crash: no cleanup, no goodbye."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
     def sql(self, query: str, *params) -> list[tuple]:
         """Read the server's database directly, as an operator would."""
@@ -181,3 +187,36 @@ class Browserless:
                         count += 1
                         if limit is not None and count >= limit:
                             return
+
+
+class RedisServer(ServerProcess):
+    """A redis-server of a test's own: nothing persisted, killed like a crash."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("redis-server") is not None
+
+    def start(self) -> "RedisServer":
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited on port {self.port}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import LIVE_USERS
 from tests.live import Browserless, LiveServer
 from tests.openai_stub import Stream
-from tests.test_eventlog_redis import RedisServer
+from tests.live import RedisServer
 from tests.test_live_resume import WORDS, _page_text_and_cursor, _text
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ from asgiref.testing import ApplicationCommunicator
 from django.core.asgi import get_asgi_application
 
 from chat.models import Generation, Message
-from tests.conftest import HTMX, finished, read_stream, send, texts
+from tests.conftest import finished, read_stream, send, texts
 from tests.openai_stub import Stream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast")]
