@@ -7,12 +7,15 @@ which event to resume the stream after.
 """
 
 import asyncio
+import logging
 import time
 
 from django.conf import settings
 from django.utils import timezone
 
 from chat.models import Message
+
+logger = logging.getLogger("chat.recorder")
 
 
 class Recorder:
@@ -64,4 +67,10 @@ class Recorder:
             await asyncio.sleep(interval)
             idle = time.monotonic() - self._last_write
             if self._dirty or idle >= settings.CHAT_HEARTBEAT_INTERVAL:
-                await self.flush()
+                try:
+                    await self.flush()
+                except Exception:
+                    # A busy or briefly unreachable database: the text stays in
+                    # memory and the next flush (or the final save) writes it.
+                    self._dirty = True
+                    logger.warning("flush failed message=%s", self.message_id, exc_info=True)
