@@ -54,7 +54,6 @@ import resource
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -135,31 +134,6 @@ class AppServer(LiveServer):
     def __init__(self, workdir: Path, app: str, env: dict[str, str]) -> None:
         super().__init__(workdir, env)
         self.app = app
-
-    def spawn(self) -> "AppServer":
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.app],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        return self
-
-    def start(self) -> "AppServer":
-        if self.process is None:
-            self.spawn()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited:\n{self.log_path.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("daphne did not start in 20 s")
 
 
 def prepare_database(server: LiveServer) -> None:

@@ -51,6 +51,8 @@ class ServerProcess:
 
 
 class LiveServer(ServerProcess):
+    app = "chatproject.asgi:application"
+
     def __init__(self, workdir: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
         self.workdir = workdir
         self.port = port or free_port()
@@ -94,15 +96,22 @@ class LiveServer(ServerProcess):
         self.manage("shell", "-c", script)
         return self
 
-    def start(self) -> "LiveServer":
+    def spawn(self) -> "LiveServer":
+        """Start daphne without waiting for it (several can boot at once)."""
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "chatproject.asgi:application"],
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.app],
             cwd=ROOT,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        return self
+
+    def start(self) -> "LiveServer":
+        """Start daphne (unless spawned) and wait until it accepts connections."""
+        if self.process is None or self.process.poll() is not None:
+            self.spawn()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
