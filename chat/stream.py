@@ -7,7 +7,7 @@ so a reload, a dropped connection or a second tab changes nothing about it.
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -26,6 +26,8 @@ from chat.views import _amessage_for
 
 logger = logging.getLogger("chat.stream")
 
+# A backlog this long is sent with its consecutive text deltas joined.
+COALESCE_BACKLOG = 100
 # How often a stream tells the generation somebody is still watching.
 VIEWER_TOUCH_INTERVAL = 5.0
 
@@ -75,7 +77,7 @@ async def answer_events(message: Message, cursor: int) -> AsyncIterator[str]:
             return
         if batch:
             frames = []
-            for event in batch:
+            for event in _coalesced(batch) if len(batch) >= COALESCE_BACKLOG else batch:
                 if event.is_terminal:
                     frames.append(await _terminal_frame(message))
                     yield "".join(frames)
@@ -97,6 +99,29 @@ async def answer_events(message: Message, cursor: int) -> AsyncIterator[str]:
         if time.monotonic() - last_sent >= settings.CHAT_PING_INTERVAL:
             yield sse.PING
             last_sent = time.monotonic()
+
+
+def _coalesced(batch: list[Event]) -> Iterator[Event]:
+    """A reader far behind (a reconnect to a long answer, a slow client) gets the
+    text deltas that waited together as one event with the id of the last: the
+    same text, one swap in the page instead of hundreds."""
+    run: list[Event] = []
+    for event in batch:
+        if event.type == TEXT_DELTA:
+            run.append(event)
+            continue
+        if run:
+            yield _joined(run)
+            run = []
+        yield event
+    if run:
+        yield _joined(run)
+
+
+def _joined(run: list[Event]) -> Event:
+    if len(run) == 1:
+        return run[0]
+    return Event(run[-1].seq, TEXT_DELTA, {"text": "".join(e.data.get("text", "") for e in run)})
 
 
 def _event_frame(message_id: int, event: Event) -> str:

@@ -132,3 +132,18 @@ async def test_partial_text_reaches_the_database_while_streaming(stub, alice_asy
     stored = await finished(message.pk)
     assert stored.content == "tok " * 40
     assert await Generation.objects.filter(message=message).acount() == 1
+
+
+async def test_a_long_backlog_arrives_with_its_text_joined_and_resumes_exactly(stub, alice_async, conversation):
+    """A reader far behind gets fewer frames, never different text."""
+    parts = [f"t{i} " for i in range(150)]
+    stub.script(Stream(parts))
+    message = await send(alice_async, conversation, "Long")
+    stored = await finished(message.pk)
+    frames = await read_stream(alice_async, message, after=0)
+    assert [f.event for f in frames] == ["text_delta", "done"]
+    assert texts(frames) == "".join(parts) == stored.content
+    assert int(frames[0].id) == len(parts)
+    # A short backlog keeps one frame per event.
+    tail = await read_stream(alice_async, message, after=len(parts) - 3)
+    assert [int(f.id) for f in tail] == [len(parts) - 2, len(parts) - 1, len(parts), len(parts) + 1]
