@@ -12,12 +12,13 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 async def test_it_streams_a_markdown_answer_in_many_deltas(alice_async, conversation):
     message = await send(alice_async, conversation, "Tell me about streaming")
     frames = await read_stream(alice_async, message)
-    assert len([f for f in frames if f.event == "text_delta"]) > 20
     assert frames[-1].event == "done"
     assert "<pre>" in frames[-1].data or 'class="highlight"' in frames[-1].data
     stored = await finished(message.pk)
     assert stored.status == "complete" and stored.model == "demo"
     assert stored.content == texts(frames)
+    # One event per delta (a late reader may get them joined, the log does not).
+    assert stored.last_seq > 20
     assert stored.completion_tokens > 0
 
 
