@@ -154,16 +154,9 @@ def message_context(message: Message, tool_calls: list[ToolCall] | None = None) 
         "continue_url": reverse("chat-continue", args=args),
         "retry_url": reverse("chat-retry", args=args),
         "feedback_url": reverse("chat-feedback", args=args),
-        "feedback": getattr(message, "feedback", None) if _has_feedback(message) else None,
+        # A missing reverse one-to-one raises an AttributeError subclass.
+        "feedback": getattr(message, "feedback", None),
     }
-
-
-def _has_feedback(message: Message) -> bool:
-    try:
-        message.feedback  # noqa: B018
-    except Message.feedback.RelatedObjectDoesNotExist:
-        return False
-    return True
 
 
 def render_message(message: Message, *, is_last: bool = True, notice: str = "") -> str:

@@ -30,7 +30,7 @@ async def _aconversation_for(request: HttpRequest, conversation_id: int) -> Conv
     return await aget_object_or_404(Conversation, pk=conversation_id, owner=user)
 
 
-async def _amessage_for(request: HttpRequest, conversation_id: int, message_id: int) -> Message:
+async def amessage_for_owner(request: HttpRequest, conversation_id: int, message_id: int) -> Message:
     user = await request.auser()
     return await aget_object_or_404(
         Message.objects.select_related("conversation"),
@@ -136,7 +136,7 @@ def _render_pair(user_message: Message, assistant: Message) -> str:
 @require_POST
 @login_required
 async def stop(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
-    message = await _amessage_for(request, conversation_id, message_id)
+    message = await amessage_for_owner(request, conversation_id, message_id)
     if message.status == Status.STREAMING:
         await get_event_log().request_stop(message.pk)
     # The stream ends every open view of the answer with `done`.
@@ -157,7 +157,7 @@ async def retry(request: HttpRequest, conversation_id: int, message_id: int) -> 
 
 async def _restart(request: HttpRequest, conversation_id: int, message_id: int, start) -> HttpResponse:
     """Continue or Retry: the answer that now streams replaces the old one in place."""
-    message = await _amessage_for(request, conversation_id, message_id)
+    message = await amessage_for_owner(request, conversation_id, message_id)
     try:
         streaming = await start(message)
     except answers.Refused as refused:
@@ -212,9 +212,8 @@ def rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
 @login_required
 def delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
     current = _conversation_for(request, conversation_id)
-    if current.messages.filter(status=Status.STREAMING).exists():
-        for message_id in current.messages.filter(status=Status.STREAMING).values_list("pk", flat=True):
-            async_to_sync(get_event_log().request_stop)(message_id)
+    for message_id in current.messages.filter(status=Status.STREAMING).values_list("pk", flat=True):
+        async_to_sync(get_event_log().request_stop)(message_id)
     current.delete()
     if request.htmx and request.htmx.current_url_abs_path != reverse("chat-conversation", args=[conversation_id]):
         return HttpResponse()  # the page removes the item itself (hx-swap="delete")

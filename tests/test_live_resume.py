@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tests.conftest import texts
 from tests.live import Browserless
 from tests.openai_stub import Stream
 
@@ -29,8 +30,27 @@ def _page_text_and_cursor(page: str, message_id: int) -> tuple[str, int]:
     return text, cursor
 
 
-def _text(frames) -> str:
-    return "".join(html.unescape(re.sub(r"</?span>", "", f.data)) for f in frames if f.event == "text_delta")
+def assert_interrupted_then_continued(viewer, server, conversation_id, message_id, partial, stub) -> None:
+    """After the generating process died: the stream ends with the interruption
+    (nothing the dead process published beyond what it stored), the stored text is
+    kept, and Continue completes the same message."""
+    frames = list(viewer.frames(conversation_id, message_id, after=partial["last_seq"]))
+    assert [f.event for f in frames] == ["error"]
+    assert "server stopped" in frames[0].data
+    stored = server.message(message_id)
+    assert stored["status"] == "interrupted" and stored["stop_reason"] == "server_restart"
+    assert stored["content"] == partial["content"]
+
+    remainder = "".join(WORDS)[len(partial["content"]) :]
+    stub.script(Stream([remainder]))
+    response = viewer.post(f"/c/{conversation_id}/m/{message_id}/continue/")
+    assert response.status_code == 200
+    cursor = int(re.search(r"after=(\d+)", response.text).group(1))
+    rest = list(viewer.frames(conversation_id, message_id, after=cursor))
+    assert rest[-1].event == "done"
+    assert texts(rest) == remainder
+    stored = server.message(message_id)
+    assert (stored["status"], stored["content"]) == ("complete", "".join(WORDS))
 
 
 def test_reload_mid_answer_resumes_exactly(live, openai_stub_server):
@@ -43,7 +63,7 @@ def test_reload_mid_answer_resumes_exactly(live, openai_stub_server):
     # The browser reconnects with its cursor: the rest, nothing twice.
     after = list(alice.frames(conversation_id, message_id, after=15))
     assert after[-1].event == "done"
-    assert _text(before) + _text(after) == "".join(WORDS)
+    assert texts(before) + texts(after) == "".join(WORDS)
 
     # A reload: the page shows what is stored, its stream continues from there.
     openai_stub_server.script(Stream(WORDS, delay=0.02))
@@ -53,7 +73,7 @@ def test_reload_mid_answer_resumes_exactly(live, openai_stub_server):
     shown, cursor = _page_text_and_cursor(alice.page(conversation_id), message_id)
     assert cursor > 0 and shown
     rest = list(alice.frames(conversation_id, message_id, after=cursor))
-    assert shown + _text(rest) == "".join(WORDS)
+    assert shown + texts(rest) == "".join(WORDS)
     assert live.message(message_id)["content"] == "".join(WORDS)
 
 
@@ -65,7 +85,7 @@ def test_a_second_tab_follows_the_same_answer(live, openai_stub_server):
     first = list(alice.frames(conversation_id, message_id))
     second = list(second_tab.frames(conversation_id, message_id))
     assert [f.id for f in first] == [f.id for f in second]
-    assert _text(first) == _text(second) == "".join(WORDS[:30])
+    assert texts(first) == texts(second) == "".join(WORDS[:30])
 
 
 def test_stop_closes_the_provider_stream_and_keeps_the_partial(live, openai_stub_server):
@@ -81,7 +101,7 @@ def test_stop_closes_the_provider_stream_and_keeps_the_partial(live, openai_stub
     assert openai_stub_server.disconnected.wait(5), "the provider's connection was not closed"
     stored = live.message(message_id)
     assert stored["status"] == "stopped" and stored["stop_reason"] == "user_stop"
-    assert stored["content"].startswith(_text(seen))
+    assert stored["content"].startswith(texts(seen))
     assert 0 < len(stored["content"]) < len("".join(WORDS))
     # Stop after the end is harmless.
     assert alice.post(f"/c/{conversation_id}/m/{message_id}/stop/").status_code == 204
@@ -100,23 +120,7 @@ def test_a_crash_mid_answer_is_interrupted_and_continue_completes_it(live, opena
 
     live.start()
     time.sleep(2.2)  # the heartbeat goes stale
-    frames = list(alice.frames(conversation_id, message_id, after=partial["last_seq"]))
-    assert [f.event for f in frames] == ["error"]
-    assert "server stopped" in frames[0].data
-    stored = live.message(message_id)
-    assert stored["status"] == "interrupted" and stored["stop_reason"] == "server_restart"
-    assert stored["content"] == partial["content"]
-
-    remainder = "".join(WORDS)[len(partial["content"]) :]
-    openai_stub_server.script(Stream([remainder]))
-    response = alice.post(f"/c/{conversation_id}/m/{message_id}/continue/")
-    assert response.status_code == 200
-    cursor = int(re.search(r"after=(\d+)", response.text).group(1))
-    rest = list(alice.frames(conversation_id, message_id, after=cursor))
-    assert rest[-1].event == "done"
-    assert _text(rest) == remainder
-    assert live.message(message_id)["content"] == "".join(WORDS)
-    assert live.message(message_id)["status"] == "complete"
+    assert_interrupted_then_continued(alice, live, conversation_id, message_id, partial, openai_stub_server)
     # The model was given the partial answer as its own turn, then asked to go on.
     sent = openai_stub_server.requests[-1]["messages"]
     assert sent[-2] == {"role": "assistant", "content": partial["content"]}

@@ -20,7 +20,8 @@ from tests.conftest import LIVE_USERS
 from tests.live import Browserless, LiveServer
 from tests.openai_stub import Stream
 from tests.live import RedisServer
-from tests.test_live_resume import WORDS, _page_text_and_cursor, _text
+from tests.conftest import texts
+from tests.test_live_resume import WORDS, _page_text_and_cursor, assert_interrupted_then_continued
 
 pytestmark = pytest.mark.slow
 
@@ -116,7 +117,7 @@ def test_a_prompt_sent_to_one_worker_streams_from_the_other(workers, openai_stub
     frames = list(alice.use(second.url).frames(conversation_id, message_id))
     assert [int(f.id) for f in frames] == list(range(1, 32))
     assert frames[-1].event == "done"
-    assert _text(frames) == "".join(WORDS[:30])
+    assert texts(frames) == "".join(WORDS[:30])
     assert second.message(message_id)["content"] == "".join(WORDS[:30])
 
 
@@ -134,7 +135,7 @@ def test_a_reload_on_the_other_worker_resumes_exactly(workers, openai_stub_serve
     rest = list(elsewhere.frames(conversation_id, message_id, after=cursor))
     assert rest[-1].event == "done", rest[-1].data
     assert [int(f.id) for f in rest] == list(range(cursor + 1, len(WORDS) + 2))
-    assert shown + _text(rest) == "".join(WORDS)
+    assert shown + texts(rest) == "".join(WORDS)
     assert second.message(message_id)["content"] == "".join(WORDS)
 
 
@@ -153,7 +154,7 @@ def test_stop_sent_to_the_other_worker_stops_the_generation(workers, openai_stub
     assert openai_stub_server.disconnected.wait(5), "the first worker did not close the provider's stream"
     stored = first.message(message_id)
     assert stored["status"] == "stopped" and stored["stop_reason"] == "user_stop"
-    assert stored["content"].startswith(_text(seen))
+    assert stored["content"].startswith(texts(seen))
     assert 0 < len(stored["content"]) < len("".join(WORDS))
 
 
@@ -170,25 +171,8 @@ def test_a_crashed_workers_answer_is_continued_on_another(workers, openai_stub_s
 
     time.sleep(HEARTBEAT_STALE + 0.5)
     elsewhere = alice.use(second.url)
-    frames = list(elsewhere.frames(conversation_id, message_id, after=partial["last_seq"]))
-    # Only the interruption: never what the dead worker had published beyond
-    # the text it stored (Redis outlived it).
-    assert [f.event for f in frames] == ["error"]
-    assert "server stopped" in frames[0].data
-    stored = second.message(message_id)
-    assert stored["status"] == "interrupted" and stored["stop_reason"] == "server_restart"
-    assert stored["content"] == partial["content"]
-
-    remainder = "".join(WORDS)[len(partial["content"]) :]
-    openai_stub_server.script(Stream([remainder]))
-    response = elsewhere.post(f"/c/{conversation_id}/m/{message_id}/continue/")
-    assert response.status_code == 200
-    cursor = int(response.text.split("after=", 1)[1].split('"', 1)[0])
-    rest = list(elsewhere.frames(conversation_id, message_id, after=cursor))
-    assert rest[-1].event == "done"
-    assert _text(rest) == remainder
-    stored = second.message(message_id)
-    assert (stored["status"], stored["content"]) == ("complete", "".join(WORDS))
+    # Redis outlived the dead worker: its unsaved events must not be served.
+    assert_interrupted_then_continued(elsewhere, second, conversation_id, message_id, partial, openai_stub_server)
 
 
 def test_a_redis_outage_costs_the_live_view_not_the_answer(start_worker, openai_stub_server):
@@ -207,7 +191,7 @@ def test_a_redis_outage_costs_the_live_view_not_the_answer(start_worker, openai_
         rest = list(frames)
         assert rest[-1].event == "error"
         assert "Lost the live connection" in rest[-1].data
-        assert _text(seen + rest[:-1]) in "".join(WORDS)
+        assert texts(seen + rest[:-1]) in "".join(WORDS)
         # ... and so is a viewer who comes while Redis is down.
         late = list(alice.frames(conversation_id, message_id, after=int(seen[-1].id)))
         assert [f.event for f in late] == ["error"]
@@ -225,6 +209,6 @@ def test_a_redis_outage_costs_the_live_view_not_the_answer(start_worker, openai_
         frames = list(elsewhere.frames(conversation_id, message_id))
         assert frames[-1].event == "done"
         assert [int(f.id) for f in frames] == list(range(1, 22))
-        assert _text(frames) == "".join(WORDS[:20])
+        assert texts(frames) == "".join(WORDS[:20])
     finally:
         redis.stop()
