@@ -4,7 +4,9 @@ limits, stores what it starts with, and hands off to a background generation."""
 import logging
 from datetime import timedelta
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from chat import generation
@@ -37,10 +39,10 @@ def clean_prompt(prompt: str) -> str:
     return prompt
 
 
-async def _check_rate(user_id: int) -> None:
-    streaming = await Message.objects.filter(
+def _check_rate(user_id: int) -> None:
+    streaming = Message.objects.filter(
         conversation__owner_id=user_id, status=Status.STREAMING, heartbeat_at__gte=stale_before()
-    ).acount()
+    ).count()
     if streaming >= settings.CHAT_MAX_CONCURRENT_ANSWERS:
         raise Refused(
             f"You already have {streaming} answers being written (the limit is "
@@ -49,10 +51,10 @@ async def _check_rate(user_id: int) -> None:
         )
     # Every answer attempt is a provider request: Retry and Continue count like a
     # new prompt, or Stop-and-Retry would have no limit.
-    recent = await Generation.objects.filter(
+    recent = Generation.objects.filter(
         message__conversation__owner_id=user_id,
         started_at__gte=timezone.now() - timedelta(minutes=1),
-    ).acount()
+    ).count()
     if recent >= settings.CHAT_PROMPTS_PER_MINUTE:
         raise Refused(
             f"You asked for {recent} answers in the last minute (the limit is {settings.CHAT_PROMPTS_PER_MINUTE}). "
@@ -61,10 +63,7 @@ async def _check_rate(user_id: int) -> None:
         )
 
 
-async def _start(message: Message, *, text_offset: int) -> None:
-    gen = await Generation.objects.acreate(
-        message=message, text_offset=text_offset, start_seq=message.last_seq, model=message.model
-    )
+async def _start(message: Message, gen: Generation) -> None:
     try:
         await get_event_log().clear_stop(message.pk)
     except Exception:
@@ -74,9 +73,15 @@ async def _start(message: Message, *, text_offset: int) -> None:
     generation.start(message.pk, gen.pk)
 
 
-async def _new_assistant_message(conversation: Conversation) -> Message:
+def _new_generation(message: Message, *, text_offset: int) -> Generation:
+    return Generation.objects.create(
+        message=message, text_offset=text_offset, start_seq=message.last_seq, model=message.model
+    )
+
+
+def _new_assistant_message(conversation: Conversation) -> Message:
     now = timezone.now()
-    return await Message.objects.acreate(
+    return Message.objects.create(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
         status=Status.STREAMING,
@@ -86,19 +91,42 @@ async def _new_assistant_message(conversation: Conversation) -> Message:
     )
 
 
+# The checks and rows of one prompt run in one transaction, in one trip to the
+# database thread: the limits cannot be passed twice by two requests at once,
+# and a failure leaves no half-stored prompt.
+
+
+@sync_to_async
+@transaction.atomic
+def _store_prompt(conversation: Conversation | None, owner_id: int, prompt: str):
+    _check_rate(owner_id)
+    now = timezone.now()
+    if conversation is None:
+        conversation = Conversation.objects.create(owner_id=owner_id, title=_title(prompt), updated_at=now)
+    else:
+        if conversation.messages.filter(status=Status.STREAMING, heartbeat_at__gte=stale_before()).exists():
+            raise Refused("An answer is still being written in this conversation. Wait for it or stop it.", status=409)
+        fields = {"updated_at": now}
+        if not conversation.messages.filter(role=Message.Role.USER).exists():
+            fields["title"] = _title(prompt)
+        Conversation.objects.filter(pk=conversation.pk).update(**fields)
+    user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=prompt)
+    assistant = _new_assistant_message(conversation)
+    return conversation, user_message, assistant, _new_generation(assistant, text_offset=0)
+
+
 async def send_prompt(conversation: Conversation, prompt: str) -> tuple[Message, Message]:
-    prompt = clean_prompt(prompt)
-    await _check_rate(conversation.owner_id)
-    if await conversation.messages.filter(status=Status.STREAMING, heartbeat_at__gte=stale_before()).aexists():
-        raise Refused("An answer is still being written in this conversation. Wait for it or stop it.", status=409)
-    user_message = await Message.objects.acreate(conversation=conversation, role=Message.Role.USER, content=prompt)
-    assistant = await _new_assistant_message(conversation)
-    fields = {"updated_at": timezone.now()}
-    if not await conversation.messages.filter(role=Message.Role.USER).exclude(pk=user_message.pk).aexists():
-        fields["title"] = _title(prompt)
-    await Conversation.objects.filter(pk=conversation.pk).aupdate(**fields)
-    await _start(assistant, text_offset=0)
+    """A prompt in an existing conversation: its two messages, the answer started."""
+    _, user_message, assistant, gen = await _store_prompt(conversation, conversation.owner_id, clean_prompt(prompt))
+    await _start(assistant, gen)
     return user_message, assistant
+
+
+async def start_conversation(owner_id: int, prompt: str) -> tuple[Conversation, Message, Message]:
+    """A first prompt: the conversation, titled after it, and its two messages."""
+    conversation, user_message, assistant, gen = await _store_prompt(None, owner_id, clean_prompt(prompt))
+    await _start(assistant, gen)
+    return conversation, user_message, assistant
 
 
 def _title(prompt: str) -> str:
@@ -122,29 +150,43 @@ async def _require_latest(message: Message, action: str) -> None:
         raise Refused(f"Only the latest answer can be {action}.", status=409)
 
 
-async def continue_answer(message: Message) -> Message:
-    await _require_latest(message, "continued")
-    await _check_rate(message.conversation.owner_id)
-    now = timezone.now()
+@sync_to_async
+@transaction.atomic
+def _claim_for_continue(message: Message) -> Generation:
+    _check_rate(message.conversation.owner_id)
     # Conditional: a double click starts one generation, not two.
-    claimed = await (
+    claimed = (
         Message.objects.filter(pk=message.pk, status__in=[Status.STOPPED, Status.ERROR, Status.INTERRUPTED])
         .exclude(stop_reason=StopReason.ANSWER_LIMIT)
-        .aupdate(status=Status.STREAMING, stop_reason=StopReason.NONE, error="", finished_at=None, heartbeat_at=now)
+        .update(
+            status=Status.STREAMING, stop_reason=StopReason.NONE, error="", finished_at=None, heartbeat_at=timezone.now()
+        )
     )
     if not claimed:
         raise Refused("This answer cannot be continued now.", status=409)
-    await message.arefresh_from_db()
-    await _start(message, text_offset=len(message.content))
+    message.refresh_from_db()
+    return _new_generation(message, text_offset=len(message.content))
+
+
+async def continue_answer(message: Message) -> Message:
+    await _require_latest(message, "continued")
+    await _start(message, await _claim_for_continue(message))
     return message
+
+
+@sync_to_async
+@transaction.atomic
+def _replace(message: Message) -> tuple[Message, Generation]:
+    _check_rate(message.conversation.owner_id)
+    replacement = _new_assistant_message(message.conversation)
+    Message.objects.filter(pk=message.pk).update(superseded_by=replacement)
+    return replacement, _new_generation(replacement, text_offset=0)
 
 
 async def retry_answer(message: Message) -> Message:
     await _require_latest(message, "retried")
     if message.is_streaming:
         raise Refused("Stop the answer before retrying it.", status=409)
-    await _check_rate(message.conversation.owner_id)
-    replacement = await _new_assistant_message(message.conversation)
-    await Message.objects.filter(pk=message.pk).aupdate(superseded_by=replacement)
-    await _start(replacement, text_offset=0)
+    replacement, gen = await _replace(message)
+    await _start(replacement, gen)
     return replacement

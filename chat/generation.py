@@ -14,18 +14,20 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import httpx2
 import openai
-from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from chat import events
+from chat import events, provider_stream
+from chat.db_threads import shared_context
 from chat.eventlog import get_event_log
 from chat.events import Event
 from chat.history import build_messages
 from chat.model_client import describe_error, get_client
-from chat.models import Conversation, Generation, Message, Status, StopReason, ToolCall
+from chat.models import Generation, Message, Status, StopReason, ToolCall
 from chat.recorder import Recorder
 from chat.tools import ToolContext, ToolError, all_tools, get_tool
 
@@ -54,7 +56,7 @@ def running_task(message_id: int) -> asyncio.Task | None:
 
 
 async def _run(message_id: int, generation_id: int) -> None:
-    async with ThreadSensitiveContext():
+    async with shared_context():
         try:
             await Answer(message_id, generation_id).run()
         finally:
@@ -111,14 +113,18 @@ class Answer:
         # This attempt's first text (a Continue's message has an older one).
         self.first_token: float | None = None
 
-    async def run(self) -> None:
-        # Both rows in one query: one trip to the database thread, not two.
-        self.generation = await Generation.objects.select_related("message__conversation").aget(pk=self.generation_id)
+    def _load(self) -> list[dict]:
+        """The rows and the request's messages in one trip to the database thread."""
+        self.generation = Generation.objects.select_related("message__conversation").get(pk=self.generation_id)
         self.message = self.generation.message
+        return build_messages(self.message)
+
+    async def run(self) -> None:
+        messages = await sync_to_async(self._load)()
         self.recorder = Recorder(self.message)
         self.seq = self.message.last_seq
         try:
-            outcome = await self._until_finished()
+            outcome = await self._until_finished(messages)
         except asyncio.CancelledError:
             # The server is shutting down: record what we have, then let go.
             await asyncio.shield(self._finish(Outcome(Status.INTERRUPTED, StopReason.SERVER_RESTART)))
@@ -128,8 +134,8 @@ class Answer:
             outcome = Outcome(Status.ERROR, StopReason.INTERNAL_ERROR, f"The server failed while answering ({type(exc).__name__}).")
         await self._finish(outcome)
 
-    async def _until_finished(self) -> Outcome:
-        work = asyncio.create_task(self._rounds())
+    async def _until_finished(self, messages: list[dict]) -> Outcome:
+        work = asyncio.create_task(self._rounds(messages))
         stop = asyncio.create_task(self.log.wait_for_stop(self.message_id))
         unwatched = asyncio.create_task(self._until_unwatched())
         recorder = asyncio.create_task(self.recorder.run())
@@ -163,8 +169,7 @@ class Answer:
 
     # The model loop.
 
-    async def _rounds(self) -> Outcome:
-        messages = await sync_to_async(build_messages)(self.message)
+    async def _rounds(self, messages: list[dict]) -> Outcome:
         tools = [tool.schema() for tool in all_tools()]
         tool_rounds = 0
         while True:
@@ -197,43 +202,31 @@ class Answer:
         tool-call deltas are gathered until complete."""
         round = Round()
         by_index: dict[int, PendingCall] = {}
+        idle = settings.CHAT_IDLE_TIMEOUT
+        loop = asyncio.get_running_loop()
         try:
-            stream = await get_client().chat.completions.create(
+            async with get_client().chat.completions.with_streaming_response.create(
                 model=settings.CHAT_MODEL,
                 messages=messages,
                 tools=tools or openai.omit,
                 stream=True,
                 stream_options={"include_usage": True},
                 max_tokens=settings.CHAT_MAX_TOKENS,
-            )
-        except openai.APIError as exc:
-            raise ProviderFailure(describe_error(exc)) from exc
-        try:
-            chunks = aiter(stream)
-            while True:
-                try:
-                    async with asyncio.timeout(settings.CHAT_IDLE_TIMEOUT):
-                        chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    raise ProviderFailure(
-                        f"The model provider sent nothing for {settings.CHAT_IDLE_TIMEOUT:g} seconds."
-                    ) from None
-                if chunk.usage:
-                    self.prompt_tokens += chunk.usage.prompt_tokens or 0
-                    self.completion_tokens += chunk.usage.completion_tokens or 0
-                if not chunk.choices:
-                    continue
-                choice = chunk.choices[0]
-                delta = choice.delta
-                if delta is not None and delta.content:
-                    round.parts.append(delta.content)
-                    await self._text(delta.content)
-                for call_delta in (delta.tool_calls if delta is not None else None) or []:
-                    _gather_call(round, by_index, call_delta)
-                if choice.finish_reason:
-                    round.finish_reason = choice.finish_reason
+            ) as response:
+                # The idle timeout: at least `idle` seconds without a chunk, at
+                # most a quarter more. The timer moves only when the deadline comes
+                # within `idle`, not once per token.
+                deadline = loop.time() + idle
+                async with asyncio.timeout(deadline) as timer:
+                    async for chunk in provider_stream.chunks(response):
+                        now = loop.time()
+                        if deadline - now < idle:
+                            deadline = now + idle * 1.25
+                            timer.reschedule(deadline)
+                        await self._chunk(chunk, round, by_index)
+        except (TimeoutError, httpx2.TimeoutException):
+            # Ours, or the client's read timeout (the same length) if it fired first.
+            raise ProviderFailure(f"The model provider sent nothing for {idle:g} seconds.") from None
         except (openai.APIError, OSError, ValueError) as exc:
             raise ProviderFailure(describe_error(exc)) from exc
         except Exception as exc:
@@ -241,11 +234,31 @@ class Answer:
             if type(exc).__module__.startswith(("httpx2", "httpcore2")):
                 raise ProviderFailure(describe_error(exc)) from exc
             raise
-        finally:
-            await stream.close()
         if round.finish_reason is None:
             raise ProviderFailure("The model's answer ended without finishing (the stream was cut off).")
         return round
+
+    async def _chunk(self, chunk: dict, round: Round, by_index: dict[int, PendingCall]) -> None:
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.prompt_tokens += _count(usage.get("prompt_tokens"))
+            self.completion_tokens += _count(usage.get("completion_tokens"))
+        choices = chunk.get("choices")
+        if not choices:
+            return
+        choice = choices[0] if isinstance(choices, list) else None
+        delta = choice.get("delta") or {} if isinstance(choice, dict) else None
+        if not isinstance(delta, dict):
+            raise ValueError("a chunk of the stream has no usable choice")
+        text = delta.get("content")
+        if text and isinstance(text, str):
+            round.parts.append(text)
+            await self._text(text)
+        for call_delta in delta.get("tool_calls") or ():
+            if isinstance(call_delta, dict):
+                _gather_call(round, by_index, call_delta)
+        if choice.get("finish_reason"):
+            round.finish_reason = str(choice["finish_reason"])
 
     async def _text(self, text: str) -> None:
         if self.first_token is None:
@@ -368,7 +381,7 @@ class Answer:
                 prompt_tokens=self.prompt_tokens,
                 completion_tokens=self.completion_tokens,
             )
-            writes = 3
+            writes = 2
             if self.tool_calls_started:
                 # Only this attempt can have left a call running: a crashed one's
                 # were closed when its message was marked interrupted.
@@ -376,7 +389,6 @@ class Answer:
                     state=ToolCall.State.ERROR, error="The answer ended before the tool finished.", finished_at=now
                 )
                 writes += 1
-            Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
         return writes
 
     async def _finish(self, outcome: Outcome) -> None:
@@ -421,21 +433,27 @@ def _freeze_heap() -> None:
         gc.freeze()
 
 
-def _gather_call(round: Round, by_index: dict[int, PendingCall], delta) -> None:
+def _count(value) -> int:
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+def _gather_call(round: Round, by_index: dict[int, PendingCall], delta: dict) -> None:
     """Tool-call deltas arrive in pieces keyed by index; some servers reuse index
     0 for every call, so a new id at a known index starts a new call."""
-    index = delta.index or 0
+    index = delta.get("index") if isinstance(delta.get("index"), int) else 0
+    call_id = delta.get("id") if isinstance(delta.get("id"), str) else None
     call = by_index.get(index)
-    if call is None or (delta.id and call.id and delta.id != call.id):
+    if call is None or (call_id and call.id and call_id != call.id):
         call = by_index[index] = PendingCall()
         round.calls.append(call)
-    if delta.id:
-        call.id = delta.id
-    if delta.function is not None:
-        if delta.function.name:
-            call.name += delta.function.name
-        if delta.function.arguments:
-            call.arguments += delta.function.arguments
+    if call_id:
+        call.id = call_id
+    function = delta.get("function")
+    if isinstance(function, dict):
+        if isinstance(function.get("name"), str):
+            call.name += function["name"]
+        if isinstance(function.get("arguments"), str):
+            call.arguments += function["arguments"]
     if not call.id:
         call.id = f"call_{len(round.calls)}"
 

@@ -12,3 +12,7 @@ if settings.SERVE_STATIC:
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
     application = ASGIStaticFilesHandler(application)
+
+from chat.db_threads import SharedDatabaseThreads  # noqa: E402
+
+application = SharedDatabaseThreads(application)

@@ -85,7 +85,7 @@ TEMPLATES = [
 DATABASE_URL = env_url("DATABASE_URL", ("sqlite", "postgres", "postgresql"))
 if DATABASE_URL:
     try:
-        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_health_checks=True)}
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not usable: {exc}") from None
 else:
@@ -106,6 +106,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+
+# ORM calls run on a few shared threads (chat/db_threads.py), each keeping its
+# connection this many seconds: a process holds at most CHAT_DB_THREADS
+# connections. Tests close them after each use, so the test database can be
+# dropped at the end.
+CHAT_DB_THREADS = env_int("CHAT_DB_THREADS", 4, minimum=1)
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 0 if TESTING else 600, minimum=0)
 
 # Event log: in-process by default; REDIS_URL selects Redis Streams.
 REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
