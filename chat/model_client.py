@@ -63,10 +63,13 @@ def describe_error(exc: BaseException) -> str:
         return "The model provider stopped sending (timed out)."
     if isinstance(exc, (openai.APIConnectionError, httpx2.HTTPError)):
         return "The connection to the model provider was lost."
+    if isinstance(exc, openai.APIError):
+        # An error the provider sent in the middle of its stream.
+        return f"The model provider reported an error: {_provider_message(exc)}"
     return f"The model provider's answer could not be read ({type(exc).__name__})."
 
 
-def _provider_message(exc: openai.APIStatusError) -> str:
+def _provider_message(exc: openai.APIError) -> str:
     body = exc.body
     if isinstance(body, dict):
         message = body.get("message") or (body.get("error") or {}).get("message")

@@ -70,6 +70,7 @@ class Stream:
     - ``usage=None``: no usage chunk.
     - ``drop=True``: after the parts, close the socket mid chunked body.
     - ``hang=True``: after the parts, send nothing more until the client closes.
+    - ``error="..."``: after the parts, an error chunk with that message, then the end.
     """
 
     parts: list = field(default_factory=list)
@@ -79,6 +80,7 @@ class Stream:
     drop: bool = False
     hang: bool = False
     first_delay: float = 0.0
+    error: str | None = None
 
     def __post_init__(self) -> None:
         for part in self.parts:
@@ -455,6 +457,8 @@ class OpenAIStub:
                 if reply.drop:
                     return "drop"
                 tail = b""
+                if reply.error is not None:
+                    tail += sse({"error": {"message": reply.error, "type": "server_error"}})
                 if reply.finish_reason is not None:
                     tail += event(finish_chunk(reply.finish_reason))
                 if reply.usage is not None:

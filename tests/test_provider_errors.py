@@ -18,6 +18,7 @@ FAILURES = {
     "dropped mid-stream": (Stream(PARTIAL, drop=True), "".join(PARTIAL), "connection to the model provider was lost"),
     "no finish reason": (Stream(PARTIAL, finish_reason=None), "".join(PARTIAL), "ended without finishing"),
     "silent provider": (Stream(PARTIAL, hang=True), "".join(PARTIAL), "sent nothing for"),
+    "error event mid-stream": (Stream(PARTIAL, error="The model is overloaded"), "".join(PARTIAL), "The model is overloaded"),
 }
 
 

@@ -1,6 +1,9 @@
 """The stream view: ordered frames with ids, replay from a cursor, and a
 generation that runs apart from any viewer."""
 
+import json
+import logging
+
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.core.asgi import get_asgi_application
@@ -132,6 +135,23 @@ async def test_partial_text_reaches_the_database_while_streaming(stub, alice_asy
     stored = await finished(message.pk)
     assert stored.content == "tok " * 40
     assert await Generation.objects.filter(message=message).acount() == 1
+
+
+@pytest.mark.parametrize("delay", [0.02, 0.002], ids=["50 tokens/s", "500 tokens/s"])
+async def test_text_is_written_by_the_clock_never_by_the_token(delay, stub, alice_async, conversation, settings, caplog):
+    """Writes follow the answer's duration (one per flush interval at most, plus
+    the final save), whatever the token rate."""
+    settings.CHAT_FLUSH_INTERVAL = 0.1
+    tokens = round(0.6 / delay)
+    stub.script(Stream(["tok "] * tokens, delay=delay))
+    caplog.set_level(logging.INFO, logger="chat.generation")
+    message = await send(alice_async, conversation, "Count")
+    stored = await finished(message.pk)
+    assert stored.content == "tok " * tokens
+    [line] = [json.loads(r.getMessage().removeprefix("answer ")) for r in caplog.records if r.getMessage().startswith("answer ")]
+    # The final save is two statements (the message and its generation).
+    flushes = line["db_writes"] - 2
+    assert 1 <= flushes <= line["duration_s"] / settings.CHAT_FLUSH_INTERVAL + 1 < tokens / 4
 
 
 async def test_a_long_backlog_arrives_with_its_text_joined_and_resumes_exactly(stub, alice_async, conversation):

@@ -1,0 +1,74 @@
+"""Reading the provider's event stream without the SDK's per-chunk objects: the
+framing rules of server-sent events, and errors sent inside the stream."""
+
+import json
+
+import httpx2
+import openai
+import pytest
+
+from chat.provider_stream import chunks
+
+
+class _Response:
+    """What `with_streaming_response` yields: the body is in `http_response`."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        async def body():
+            for piece in pieces:
+                yield piece
+
+        self.http_response = httpx2.Response(
+            200, content=body(), request=httpx2.Request("POST", "http://provider.invalid/v1/chat/completions")
+        )
+
+
+async def _read(pieces: list[bytes]) -> list[dict]:
+    return [chunk async for chunk in chunks(_Response(pieces))]
+
+
+def _data(obj: dict, newline: bytes = b"\n") -> bytes:
+    return b"data: " + json.dumps(obj).encode() + newline + newline
+
+
+async def test_events_split_anywhere_across_reads_come_out_whole():
+    body = _data({"n": 1}) + _data({"n": 2}) + b"data: [DONE]\n\n"
+    for cut in range(1, len(body)):
+        assert await _read([body[:cut], body[cut:]]) == [{"n": 1}, {"n": 2}]
+
+
+async def test_crlf_and_cr_line_ends_including_a_crlf_split_between_reads():
+    body = _data({"n": 1}, b"\r\n") + _data({"n": 2}, b"\r") + b"data: [DONE]\r\n\r\n"
+    assert await _read([body]) == [{"n": 1}, {"n": 2}]
+    split = body.index(b"\r\n") + 1  # between the CR and the LF
+    assert await _read([body[:split], body[split:]]) == [{"n": 1}, {"n": 2}]
+
+
+async def test_comments_other_fields_and_multi_line_data():
+    body = b': keep-alive\n\nid: 7\nretry: 100\ndata: {"a":\ndata: 1}\n\ndata: [DONE]\n\n'
+    assert await _read([body]) == [{"a": 1}]
+
+
+async def test_nothing_after_done_is_taken_and_a_cut_off_event_is_dropped():
+    assert await _read([_data({"n": 1}) + b"data: [DONE]\n\n" + _data({"n": 2})]) == [{"n": 1}]
+    assert await _read([_data({"n": 1}) + b'data: {"n": 2}\n']) == [{"n": 1}]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _data({"error": {"message": "The model is overloaded", "type": "server_error"}}),
+        b'event: error\ndata: {"error": {"message": "The model is overloaded"}}\n\n',
+    ],
+    ids=["error chunk", "error event"],
+)
+async def test_an_error_inside_the_stream_raises_with_the_providers_message(body):
+    with pytest.raises(openai.APIError, match="The model is overloaded"):
+        await _read([_data({"n": 1}), body])
+
+
+async def test_a_chunk_that_is_not_an_object_is_refused():
+    with pytest.raises(ValueError):
+        await _read([b"data: [1, 2]\n\n"])
+    with pytest.raises(ValueError):
+        await _read([b"data: {not json\n\n"])
