@@ -1,0 +1,137 @@
+"""The application daphne serves (chatproject.asgi: Django's middleware with its
+hooks run inline, ORM calls on shared threads) answers exactly as Django's plain
+ASGI handler does: the same statuses, security headers, cookies, CSRF refusals,
+sessions and admin messages."""
+
+from http.cookies import SimpleCookie
+
+import pytest
+from asgiref.sync import SyncToAsync
+from asgiref.testing import ApplicationCommunicator
+from django.core.handlers.asgi import ASGIHandler
+
+from chat.inline_middleware import INLINE
+from chatproject.asgi import application as served
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Headers whose values do not depend on random tokens or the clock.
+COMPARED = (
+    "content-type", "location", "vary", "x-frame-options", "x-content-type-options", "referrer-policy",
+    "cross-origin-opener-policy", "content-security-policy", "cache-control",
+)
+
+
+class Browser:
+    """Requests through an ASGI application, keeping cookies as a browser does."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.cookies: dict[str, str] = {}
+
+    async def request(self, method: str, path: str, form: dict | None = None) -> tuple[int, dict, set, bytes]:
+        body = "&".join(f"{k}={v}" for k, v in (form or {}).items()).encode()
+        headers = [(b"host", b"testserver"), (b"referer", b"http://testserver/")]
+        if self.cookies:
+            headers.append((b"cookie", "; ".join(f"{k}={v}" for k, v in self.cookies.items()).encode()))
+        if form is not None:
+            headers.append((b"content-type", b"application/x-www-form-urlencoded"))
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+            "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
+            "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+        }
+        app = ApplicationCommunicator(self.app, scope)
+        await app.send_input({"type": "http.request", "body": body})
+        start = await app.receive_output(10)
+        content = b""
+        while True:
+            message = await app.receive_output(10)
+            content += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await app.wait(10)
+        response_headers: dict[str, str] = {}
+        set_cookies = set()
+        for name, value in start["headers"]:
+            name, value = name.decode().lower(), value.decode()
+            if name == "set-cookie":
+                cookie = SimpleCookie(value)
+                for key, morsel in cookie.items():
+                    set_cookies.add(key if morsel.value else f"-{key}")
+                    if morsel.value:
+                        self.cookies[key] = morsel.value
+                    else:
+                        self.cookies.pop(key, None)
+            else:
+                response_headers[name] = value
+        return start["status"], {k: v for k, v in response_headers.items() if k in COMPARED}, set_cookies, content
+
+    async def csrf_token(self) -> str:
+        if "csrftoken" not in self.cookies:
+            await self.request("GET", "/accounts/login/")
+        return self.cookies["csrftoken"]
+
+
+async def _journey(app, admin_user) -> list:
+    """What a person does: log in (refused without the CSRF token), look around,
+    change something in the admin (a message on the next page), log out."""
+    browser = Browser(app)
+    seen = [await browser.request("GET", "/accounts/login")]  # APPEND_SLASH redirect
+    seen.append(await browser.request("GET", "/accounts/login/"))
+    seen.append(await browser.request("POST", "/accounts/login/", {"username": "boss", "password": "boss-password"}))
+    token = await browser.csrf_token()
+    form = {"username": "boss", "password": "boss-password", "csrfmiddlewaretoken": token}
+    seen.append(await browser.request("POST", "/accounts/login/", form))
+    seen.append(await browser.request("GET", "/"))
+    seen.append(await browser.request("GET", "/no-such-page/"))
+    token = browser.cookies["csrftoken"]
+    change = {"csrfmiddlewaretoken": token, "username": "boss", "is_active": "on", "is_staff": "on",
+              "is_superuser": "on", "last_login_0": "", "last_login_1": "", "date_joined_0": "2026-01-01",
+              "date_joined_1": "00:00:00", "initial-date_joined_0": "2026-01-01", "initial-date_joined_1": "00:00:00",
+              "first_name": "Pat", "last_name": "", "email": ""}
+    seen.append(await browser.request("POST", f"/admin/auth/user/{admin_user.pk}/change/", change))
+    seen.append(await browser.request("GET", "/admin/auth/user/"))
+    seen.append(await browser.request("POST", "/accounts/logout/", {"csrfmiddlewaretoken": token}))
+    seen.append(await browser.request("GET", "/"))
+    return seen
+
+
+async def test_every_django_middleware_in_the_settings_has_an_inline_twin(settings):
+    assert set(INLINE) <= set(settings.MIDDLEWARE)
+    inline_paths = [INLINE.get(path, path) for path in settings.MIDDLEWARE]
+    assert [p for p in inline_paths if p.startswith("django.")] == [], "a Django middleware would still hop to a thread"
+
+
+async def test_the_served_app_answers_as_plain_django(django_user_model):
+    admin_user = await django_user_model.objects.acreate_superuser("boss", "boss@example.com", "boss-password")
+    plain = await _journey(ASGIHandler(), admin_user)
+    await django_user_model.objects.filter(pk=admin_user.pk).aupdate(first_name="")
+    inline = await _journey(served, admin_user)
+
+    assert [(s, h, c) for s, h, c, _ in inline] == [(s, h, c) for s, h, c, _ in plain]
+    statuses = [s for s, *_ in inline]
+    assert statuses == [301, 200, 403, 302, 200, 404, 302, 200, 302, 302]
+    # The session was saved at login and the admin's message reached the next page.
+    assert "sessionid" in inline[3][2]
+    assert b"was changed successfully" in inline[7][3]
+    # Logged out: the home page sends the browser to the login page again.
+    assert inline[-1][1]["location"].startswith("/accounts/login/")
+
+
+async def test_a_request_makes_few_trips_to_a_thread(monkeypatch):
+    """The point of the inline hooks: a page that needs no database makes three
+    trips (the request signals and the sync view), not one per middleware hook."""
+    trips = []
+    call = SyncToAsync.__call__
+
+    async def counted(self, *args, **kwargs):
+        trips.append(getattr(self.func, "__qualname__", None) or type(self.func).__name__)
+        return await call(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "__call__", counted)
+    status, *_ = await Browser(served).request("GET", "/accounts/login/")
+    assert status == 200
+    served_trips, trips[:] = list(trips), []
+    await Browser(ASGIHandler()).request("GET", "/accounts/login/")
+    assert len(served_trips) <= 4 < 10 <= len(trips), (served_trips, trips)
