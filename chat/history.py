@@ -23,19 +23,21 @@ def build_messages(message: Message) -> list[dict]:
     """The request for generating `message` (an assistant message). When it has
     text or tool calls already, this is a Continue: the partial answer is the
     assistant's turn and the model is asked to go on from there."""
-    earlier = (
-        Message.objects.filter(conversation_id=message.conversation_id, superseded_by__isnull=True, id__lt=message.id)
-        .prefetch_related("tool_calls")
-        .order_by("id")
+    earlier = list(
+        Message.objects.filter(
+            conversation_id=message.conversation_id, superseded_by__isnull=True, id__lt=message.id
+        ).order_by("id")
     )
+    # Every tool call the request needs, the message's own included, in one query.
+    calls = _tool_calls([*(m.pk for m in earlier if m.role == Message.Role.ASSISTANT), message.pk])
     turns: list[list[dict]] = []
     for m in earlier:
         if m.role == Message.Role.USER:
             turns.append([{"role": "user", "content": m.content}])
         elif turns:
-            turns[-1].extend(assistant_turn(m, list(m.tool_calls.all())))
+            turns[-1].extend(assistant_turn(m, calls.get(m.pk, [])))
     budget = settings.CHAT_MAX_CONTEXT_CHARS
-    own_calls = list(message.tool_calls.all())
+    own_calls = calls.get(message.pk, [])
     own: list[dict] = []
     if message.content or own_calls:
         # The model goes on from the end of its partial answer: the end is what it
@@ -47,6 +49,13 @@ def build_messages(message: Message) -> list[dict]:
         out.extend(turn)
     out.extend(own)
     return out
+
+
+def _tool_calls(message_ids: list[int]) -> dict[int, list[ToolCall]]:
+    calls: dict[int, list[ToolCall]] = {}
+    for call in ToolCall.objects.filter(message_id__in=message_ids).order_by("start_seq", "id"):
+        calls.setdefault(call.message_id, []).append(call)
+    return calls
 
 
 def _trim(turns: list[list[dict]], budget: int) -> list[list[dict]]:
