@@ -217,7 +217,7 @@ class Answer:
                 # most a quarter more. The timer moves only when the deadline comes
                 # within `idle`, not once per token.
                 deadline = loop.time() + idle
-                async with asyncio.timeout(deadline) as timer:
+                async with asyncio.timeout_at(deadline) as timer:
                     async for chunk in provider_stream.chunks(response):
                         now = loop.time()
                         if deadline - now < idle:

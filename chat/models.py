@@ -140,7 +140,8 @@ class Generation(models.Model):
     text_offset = models.PositiveIntegerField(default=0)
     start_seq = models.PositiveIntegerField(default=0)
     model = models.CharField(max_length=100, blank=True)
-    started_at = models.DateTimeField(default=timezone.now)
+    # Indexed: the per-minute limit counts a user's recent attempts.
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
     first_token_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.STREAMING)

@@ -92,7 +92,8 @@ class Recorder:
                     # Until the first change (which moves the due time) or the heartbeat.
                     self._changed.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(), wait)
+                        async with asyncio.timeout(wait):
+                            await self._changed.wait()
                 else:
                     await asyncio.sleep(wait)
                 continue

@@ -141,21 +141,24 @@ def _markdown(text: str) -> str:
 
 
 def message_context(message: Message, tool_calls: list[ToolCall] | None = None) -> dict:
+    assistant = message.role == Message.Role.ASSISTANT
     if tool_calls is None:
-        tool_calls = list(message.tool_calls.all())
+        # Only events up to last_seq are shown: an answer with none has no cards.
+        tool_calls = list(message.tool_calls.all()) if assistant and message.last_seq else []
     conversation_id = message.conversation_id
     args = [conversation_id, message.pk]
     return {
         "m": message,
-        "segments": message_segments(message, tool_calls) if message.role == Message.Role.ASSISTANT else [],
+        "segments": message_segments(message, tool_calls) if assistant else [],
         "user_text": message.content if message.role == Message.Role.USER else "",
         "stream_url": reverse("chat-stream", args=args) + f"?after={message.last_seq}",
         "stop_url": reverse("chat-stop", args=args),
         "continue_url": reverse("chat-continue", args=args),
         "retry_url": reverse("chat-retry", args=args),
         "feedback_url": reverse("chat-feedback", args=args),
-        # A missing reverse one-to-one raises an AttributeError subclass.
-        "feedback": getattr(message, "feedback", None),
+        # Asked for only where the page shows it: a finished answer. A missing
+        # reverse one-to-one raises an AttributeError subclass.
+        "feedback": getattr(message, "feedback", None) if assistant and not message.is_streaming else None,
     }
 
 
