@@ -107,11 +107,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
 
-# ORM calls run on a few shared threads (chat/db_threads.py), each keeping its
-# connection this many seconds: a process holds at most CHAT_DB_THREADS
-# connections. Tests close them after each use, so the test database can be
-# dropped at the end.
-CHAT_DB_THREADS = env_int("CHAT_DB_THREADS", 4, minimum=1)
+# ORM calls run on CHAT_DB_THREADS shared threads (chat/db_threads.py), so a
+# process holds at most that many connections. SQLite takes one writer at a
+# time: one thread, as more would only share the interpreter lock with the
+# event loop and make every stream wait its turn (measured: docs/benchmarks.md).
+# PostgreSQL: a few, as each waits on the network. Connections are kept
+# DB_CONN_MAX_AGE seconds; tests close them after each use, so the test
+# database can be dropped at the end.
+CHAT_DB_THREADS = env_int("CHAT_DB_THREADS", 1 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 4, minimum=1)
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 0 if TESTING else 600, minimum=0)
 
 # Event log: in-process by default; REDIS_URL selects Redis Streams.
