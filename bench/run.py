@@ -11,8 +11,8 @@ generator: one asyncio loop of simulated browsers (bench/client.py).
 
 A level of N: N answers start, spread evenly over `--ramp` seconds, each streamed
 at `--rate` tokens/s for `--tokens` tokens. For the product each answer is what a
-browser does: POST /c/new/ with the prompt, GET the page it redirects to, GET the
-SSE stream named in the page (one user, logged in once like a browser, whose
+browser does: POST /c/new/ with the prompt (its answer is the exchange's HTML
+fragment), GET the SSE stream named in it (one user, logged in once like a browser, whose
 limits are raised through the environment). For the baseline: one GET.
 
 Figures per level:
@@ -612,6 +612,7 @@ def report(args, argv: list[str], product: Target, baseline: Target, replay: dic
         }[kind]()
 
     pt, bt = totals(product), totals(baseline)
+    rate_check = info.get("rate_check") or {}
     warnings = []
     for target in (product, baseline):
         for level in target.levels.values():
@@ -687,6 +688,15 @@ def report(args, argv: list[str], product: Target, baseline: Target, replay: dic
             "",
             f"≤ {TARGET_DB_WRITES}",
             yes(None if pt["sql_writes_per_answer_second"] is None else pt["sql_writes_per_answer_second"] <= TARGET_DB_WRITES),
+        ),
+        (
+            f"Database writes per answer-second at {4 * args.rate:g} tokens/s (N = 10, {4 * args.tokens} tokens: "
+            "the same length in time): log line / every statement",
+            f"{num(rate_check.get('db_writes_per_answer_second'), '.2f')} / {num(rate_check.get('sql_writes_per_answer_second'), '.2f')}",
+            "–",
+            "",
+            "independent of token rate",
+            "",
         ),
         (
             f"Replay of a finished {replay.get('events', 0):,}-event answer from after=0, request to terminal frame: median / min / max of {replay.get('repeats', 0)} (ms)",
@@ -822,8 +832,8 @@ def report(args, argv: list[str], product: Target, baseline: Target, replay: dic
         "- **Product**: daphne started by a `tests/live.py` `LiveServer` with a fresh SQLite file, `OPENAI_BASE_URL` "
         "at the stub, the production timing defaults (flush 0.25 s, heartbeat 2 s, stream poll 3 s) and one user "
         "whose `CHAT_MAX_CONCURRENT_ANSWERS` / `CHAT_PROMPTS_PER_MINUTE` are raised; it logs in once as a browser does "
-        "(GET login, POST credentials); each answer is POST /c/new/ (htmx), GET of the page it redirects to, GET of "
-        "the SSE URL in the page. `bench.product_asgi` is `chatproject.asgi` plus a count of SQL statements.\n"
+        "(GET login, POST credentials); each answer is POST /c/new/ (htmx; it answers with the exchange's fragment), "
+        "then GET of the SSE URL in that fragment. `bench.product_asgi` is `chatproject.asgi` plus a count of SQL statements.\n"
         "- **Baseline** (`bench/baseline_relay.py`): a bare ASGI app under the same daphne command relaying the "
         "same stub stream with the same `openai.AsyncOpenAI` client, one SSE frame per delta.\n"
         "- **Client** (`bench/client.py`): one asyncio process; SSE read from raw sockets, timestamped as each read "
@@ -965,6 +975,10 @@ async def _main(args, argv: list[str]) -> int:
         print(f"logged in and warmed up after {time.monotonic() - started:.1f} s", flush=True)
         await find_capacities([product, baseline], args, ladder)
         print(f"levels done after {time.monotonic() - started:.1f} s", flush=True)
+        # Database writes must not follow the token rate: the same answer length
+        # in time, four times the tokens.
+        faster = argparse.Namespace(**{**vars(args), "rate": args.rate * 4, "tokens": args.tokens * 4})
+        info["rate_check"] = (await run_level(product, 10, faster)).as_dict()
         replay = await measure_replay(browser, product_server, args)
         print(
             f"  replay of {args.replay_events} events: median {replay.get('median_ms')} ms, max {replay.get('max_ms')} ms, "
