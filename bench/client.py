@@ -1,6 +1,6 @@
 """The load generator's side: simulated browsers reading answers as SSE.
 
-One asyncio process. The page flow (log in, POST the prompt, GET the page) goes
+One asyncio process. The page flow (log in, POST the prompt, which answers with the exchange's fragment) goes
 through `httpx2.AsyncClient`; the SSE stream itself is read from a raw asyncio
 socket, timestamped the moment each read returns, then parsed. That keeps the
 client's own cost per token small (no HTTP library between the socket and the
@@ -32,7 +32,6 @@ class Answer:
     ok: bool = False
     error: str = ""
     posted: float | None = None  # the POST's response arrived (product)
-    paged: float | None = None  # the page's response arrived (product)
     stream_sent: float | None = None  # the SSE GET was written
     opened: float | None = None  # the SSE response's headers arrived
     stub_arrival: float | None = None  # the model request reached the stub
@@ -229,33 +228,27 @@ class Browser:
         return "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())
 
     async def start_answer(self, prompt: str, answer: Answer | None = None) -> tuple[str | None, str]:
-        """POST the prompt as htmx does, load the page it redirects to, and return
-        the SSE URL of the assistant message (or None and why)."""
+        """POST the prompt as htmx does and return the SSE URL of the assistant
+        message in the fragment it answers with (or None and why)."""
         response = await self.http.post(
             "/c/new/",
             data={"prompt": prompt},
             headers={"X-CSRFToken": self.csrf, "HX-Request": "true", "Referer": self.base_url + "/"},
         )
-        if response.status_code != 200 or "HX-Redirect" not in response.headers:
-            return None, f"POST /c/new/ answered {response.status_code}: {response.text[:200]}"
-        if answer is not None:
-            answer.posted = time.time()
-        page = await self.http.get(response.headers["HX-Redirect"])
         now = time.time()
-        if answer is not None:
-            answer.paged = now
-        urls = re.findall(r'sse-connect="([^"]+)"', page.text)
-        if page.status_code != 200 or not urls:
-            return None, f"the page has no live stream ({page.status_code})"
+        urls = re.findall(r'sse-connect="([^"]+)"', response.text)
+        if response.status_code != 200 or not urls:
+            return None, f"POST /c/new/ answered {response.status_code} without a live stream: {response.text[:200]}"
         url = html.unescape(urls[-1])
         if answer is not None:
-            # The page shows the text stored so far and its stream resumes after
-            # it: those tokens reach the reader with the page.
+            answer.posted = now
+            # The fragment shows the text stored so far and its stream resumes after
+            # it: those tokens reach the reader with the fragment.
             match = re.search(r"/m/(\d+)/stream/", url)
-            start = page.text.find(f'id="msg-{match[1]}"') if match else -1
+            start = response.text.find(f'id="msg-{match[1]}"') if match else -1
             if start >= 0:
-                end = page.text.find("</article>", start)
-                answer.received(page.text[start : end if end >= 0 else None].encode(), now, live=False)
+                end = response.text.find("</article>", start)
+                answer.received(response.text[start : end if end >= 0 else None].encode(), now, live=False)
         return url, ""
 
     async def answer(self, tokens: int, rate: float, timeout: float = 60) -> Answer:

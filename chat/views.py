@@ -10,7 +10,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
+from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget
 
 from chat import answers
 from chat.eventlog import get_event_log
@@ -102,17 +102,16 @@ def _page(request: HttpRequest, current: Conversation | None) -> HttpResponse:
 async def new_conversation(request: HttpRequest) -> HttpResponse:
     user = await request.auser()
     try:
-        prompt = answers.clean_prompt(request.POST.get("prompt", ""))
+        conversation, user_message, assistant = await answers.start_conversation(user.pk, request.POST.get("prompt", ""))
     except answers.Refused as refused:
-        return _refusal(request, refused)
-    conversation = await Conversation.objects.acreate(owner=user)
-    try:
-        await answers.send_prompt(conversation, prompt)
-    except answers.Refused as refused:
-        await conversation.adelete()
         return _refusal(request, refused)
     url = reverse("chat-conversation", args=[conversation.pk])
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    if not request.htmx:
+        return redirect(url)
+    # The answer streams in the page that sent it (no page load before the stream
+    # opens): the page becomes the conversation's, its exchange replaces the welcome.
+    html = await sync_to_async(_render_new_conversation)(request, conversation, user_message, assistant)
+    return push_url(reswap(HttpResponse(html), "innerHTML"), url)
 
 
 @require_POST
@@ -131,6 +130,13 @@ async def send(request: HttpRequest, conversation_id: int) -> HttpResponse:
 
 def _render_pair(user_message: Message, assistant: Message) -> str:
     return render_message(user_message, is_last=False) + render_message(assistant)
+
+
+def _render_new_conversation(
+    request: HttpRequest, conversation: Conversation, user_message: Message, assistant: Message
+) -> str:
+    oob = render_to_string("chat/_new_conversation.html", {"current": conversation}, request=request)
+    return _render_pair(user_message, assistant) + oob
 
 
 @require_POST

@@ -172,9 +172,8 @@ class Browserless:
         """Start a conversation; its id and the id of the assistant message."""
         response = self.post("/c/new/", {"prompt": prompt})
         assert response.status_code == 200, response.text
-        conversation_id = int(re.search(r"/c/(\d+)/", response.headers["HX-Redirect"]).group(1))
-        page = self.http.get(f"/c/{conversation_id}/").text
-        message_id = int(re.findall(r'id="msg-(\d+)" data-status', page)[-1])
+        conversation_id = int(re.search(r"/c/(\d+)/", response.headers["HX-Push-Url"]).group(1))
+        message_id = int(re.findall(r'id="msg-(\d+)" data-status', response.text)[-1])
         return conversation_id, message_id
 
     def page(self, conversation_id: int) -> str:

@@ -3,6 +3,12 @@
 (function () {
   "use strict";
 
+  // The first answer of a new chat pushes the conversation's URL. Back and Forward
+  // then load pages afresh, as links do: a restored snapshot would show a stale
+  // conversation list without this script's set-up, and keep titles in sessionStorage.
+  htmx.config.historyCacheSize = 0;
+  htmx.config.refreshOnHistoryMiss = true;
+
   function streamingMessage() {
     return document.querySelector('.msg.assistant[data-status="streaming"]');
   }
@@ -180,6 +186,18 @@
     var heading = document.querySelector(".chat-head h1");
     if (heading) heading.textContent = title;
     document.title = title + " · Chat";
+  });
+
+  // The first answer of a new chat puts its conversation at the top of the list,
+  // marked current: the list is no longer empty, and no other item is current.
+  document.addEventListener("htmx:oobAfterSwap", function (evt) {
+    var list = evt.detail.target;
+    if (!list.matches(".conversations")) return;
+    list.querySelectorAll(".empty").forEach(function (item) { item.remove(); });
+    list.querySelectorAll(".conversation.current:not(:first-child)").forEach(function (item) {
+      item.classList.remove("current");
+      item.querySelector("a").removeAttribute("aria-current");
+    });
   });
 
   // Autoscroll follows the answer until the reader scrolls up; only the

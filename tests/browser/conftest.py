@@ -98,9 +98,12 @@ class Chat:
         return int(self.last_answer().get_attribute("id").removeprefix("msg-"))
 
     def wait_status(self, status: str, timeout: int = TIMEOUT_MS) -> None:
-        """Wait until the last answer is shown with `status` (the done/error swap has happened)."""
+        """Wait until the last answer is shown with `status` (the done/error swap has
+        happened) and settled (the composer follows it on htmx:afterSettle)."""
         self.page.wait_for_selector(
-            f'#messages .msg.assistant:last-of-type[data-status="{status}"]', state="attached", timeout=timeout
+            f'#messages .msg.assistant:last-of-type[data-status="{status}"]:not(.htmx-settling)',
+            state="attached",
+            timeout=timeout,
         )
 
     def live_text(self) -> str:

@@ -20,7 +20,7 @@ new MutationObserver(() => {
 
 def test_it_shows_a_running_tool_card_then_its_result_before_the_text(chat, openai_stub_server):
     page = chat.page
-    page.add_init_script(RECORD_TOOL_CARDS)
+    page.evaluate(RECORD_TOOL_CARDS)  # the answer streams in this very page
     openai_stub_server.script(
         Stream(
             [
