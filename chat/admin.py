@@ -96,31 +96,31 @@ class WorstStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-class StopReasonFilter(admin.SimpleListFilter):
+class _AnyAnswerFilter(admin.SimpleListFilter):
+    """Conversations with at least one message whose `parameter_name` field has
+    the chosen value."""
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(_has_message(**{self.parameter_name: self.value()}))
+        return queryset
+
+
+class StopReasonFilter(_AnyAnswerFilter):
     title = "stop reason (any answer)"
     parameter_name = "stop_reason"
 
     def lookups(self, request, model_admin):
         return [(value, label) for value, label in StopReason.choices if value]
 
-    def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(_has_message(stop_reason=self.value()))
-        return queryset
 
-
-class ModelFilter(admin.SimpleListFilter):
+class ModelFilter(_AnyAnswerFilter):
     title = "model (any answer)"
     parameter_name = "model"
 
     def lookups(self, request, model_admin):
         models = Message.objects.exclude(model="").order_by("model").values_list("model", flat=True).distinct()
         return [(name, name) for name in models]
-
-    def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(_has_message(model=self.value()))
-        return queryset
 
 
 class ReviewedFilter(admin.SimpleListFilter):

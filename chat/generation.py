@@ -247,9 +247,11 @@ class Answer:
         if not choices:
             return
         choice = choices[0] if isinstance(choices, list) else None
-        delta = choice.get("delta") or {} if isinstance(choice, dict) else None
-        if not isinstance(delta, dict):
+        if not isinstance(choice, dict):
             raise ValueError("a chunk of the stream has no usable choice")
+        delta = choice.get("delta") or {}
+        if not isinstance(delta, dict):
+            raise ValueError("a chunk of the stream has a delta that is not an object")
         text = delta.get("content")
         if text and isinstance(text, str):
             round.parts.append(text)

@@ -52,8 +52,9 @@ def build_messages(message: Message) -> list[dict]:
 
 
 def _tool_calls(message_ids: list[int]) -> dict[int, list[ToolCall]]:
+    """Each message's calls, in ToolCall's own order (start_seq, id)."""
     calls: dict[int, list[ToolCall]] = {}
-    for call in ToolCall.objects.filter(message_id__in=message_ids).order_by("start_seq", "id"):
+    for call in ToolCall.objects.filter(message_id__in=message_ids):
         calls.setdefault(call.message_id, []).append(call)
     return calls
 

@@ -46,13 +46,14 @@ class Recorder:
         self._parts.append(text)
         self.length += len(text)
         self.seq = seq
-        if self._unsaved_since is None:
-            self._unsaved_since = time.monotonic()
-            self._changed.set()
+        self._mark_unsaved()
 
     def advance(self, seq: int) -> None:
         """An event whose effect is stored elsewhere (a tool call row)."""
         self.seq = seq
+        self._mark_unsaved()
+
+    def _mark_unsaved(self) -> None:
         if self._unsaved_since is None:
             self._unsaved_since = time.monotonic()
             self._changed.set()
@@ -68,9 +69,10 @@ class Recorder:
                 first_token_at=self.first_token_at,
                 heartbeat_at=timezone.now(),
             )
-        except BaseException:
-            # Not written: still owed, from when it was first owed.
-            if unsaved_since is not None and (self._unsaved_since is None or unsaved_since < self._unsaved_since):
+        except Exception:
+            # Not written: still owed, from when it was first owed (which is
+            # before any change made while the write was tried).
+            if unsaved_since is not None:
                 self._unsaved_since = unsaved_since
             raise
 

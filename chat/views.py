@@ -3,7 +3,6 @@ through the owner-checking helpers below first: another user's object is a 404."
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.decorators import login_required
-from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import aget_object_or_404, get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -15,7 +14,7 @@ from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retar
 from chat import answers
 from chat.eventlog import get_event_log
 from chat.liveness import interrupt_if_stale
-from chat.models import Conversation, Feedback, Message, Status, ToolCall
+from chat.models import Conversation, Feedback, Message, Status
 from chat.rendering import message_context, render_message
 
 SIDEBAR_SIZE = 100
@@ -77,7 +76,7 @@ def _page(request: HttpRequest, current: Conversation | None) -> HttpResponse:
         rows = list(
             current.messages.filter(superseded_by__isnull=True)
             .select_related("feedback")
-            .prefetch_related(Prefetch("tool_calls", queryset=ToolCall.objects.order_by("start_seq", "id")))
+            .prefetch_related("tool_calls")  # in ToolCall's own order: start_seq, id
         )
         for m in rows:
             if m.status == Status.STREAMING:
