@@ -1,10 +1,10 @@
 """The load generator's side: simulated browsers reading answers as SSE.
 
-One asyncio process. The page flow (log in, POST the prompt, which answers with the exchange's fragment) goes
-through `httpx2.AsyncClient`; the SSE stream itself is read from a raw asyncio
-socket, timestamped the moment each read returns, then parsed. That keeps the
-client's own cost per token small (no HTTP library between the socket and the
-clock), so at high N the client is the last thing to saturate.
+One asyncio process. The page flow (log in, POST the prompt, which answers with
+the exchange's fragment) goes through `httpx2.AsyncClient`; the SSE stream itself
+is read from a raw asyncio socket, timestamped the moment each read returns, then
+parsed. That keeps the client's own cost per token small (no HTTP library between
+the socket and the clock), so at high N the client is the last thing to saturate.
 
 Per token, added latency = receive time - the emission time the stub wrote into
 the token's text (bench/stub.py). Frames may carry several tokens (a server may

@@ -5,8 +5,9 @@ of the SQL statements it runs (an executemany counts once), for the benchmark's 
 
 Every new database connection gets an execute wrapper that counts statements by
 their first word (one dict update per statement: microseconds against the
-statement's own cost). GET /__bench__/sql answers the counts as JSON; every other
-request goes to the product untouched.
+statement's own cost), and the writes and write transactions (commits) apart. GET
+/__bench__/sql answers the counts as JSON; every other request goes to the
+product untouched.
 """
 
 import json
@@ -20,10 +21,20 @@ _counts: Counter = Counter()
 _lock = threading.Lock()
 
 
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
 def _count(execute, sql, params, many, context):
     verb = sql.lstrip().split(None, 1)[0].upper() if sql else ""
+    # A write transaction is a BEGIN (Django's atomic() on SQLite), or a write
+    # made outside one (autocommit: its own transaction).
+    transaction = verb == "BEGIN" or (verb in WRITES and not context["connection"].in_atomic_block)
     with _lock:
         _counts[verb] += 1
+        if verb in WRITES:
+            _counts["WRITE"] += 1
+        if transaction:
+            _counts["TRANSACTION"] += 1
     return execute(sql, params, many, context)
 
 

@@ -40,6 +40,8 @@ a failed level is run again (--confirm, and up to twice more while the load
 generator's own loop lag shows the machine was starved) before it counts: on a
 shared machine a neighbour's burst is not the server's limit.
 Replay: a finished answer of 2,000 events read again from after=0.
+Answers one at a time (before the levels): server CPU of a 1-token answer and
+what each token adds, without any queueing.
 """
 
 import argparse
@@ -67,13 +69,16 @@ from tests.live import ROOT, LiveServer
 USER, PASSWORD = "bench", "bench-password-8273"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LADDER = [1, 5, 10, 20, 40, 80, 160, 320, 640, 1280]
-WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 # Targets of the issue.
 TARGET_ALONE_P99_MS = 10
 TARGET_CAPACITY_RATIO = 1.0
 TARGET_DB_WRITES = 4
 TARGET_REPLAY_MS = 50
+
+# Answers one at a time (measure_costs): the long one's length and pace.
+COST_TOKENS = 200
+COST_RATE = 1000
 
 
 # --------------------------------------------------------------------------- processes
@@ -242,7 +247,11 @@ class Level:
 
     @property
     def sql_writes(self) -> int | None:
-        return None if self.sql is None else sum(self.sql.get(v, 0) for v in WRITE_VERBS)
+        return None if self.sql is None else self.sql.get("WRITE", 0)
+
+    @property
+    def transactions(self) -> int | None:
+        return None if self.sql is None else self.sql.get("TRANSACTION", 0)
 
     def per_answer_second(self, count: int | None) -> float | None:
         if count is None or not self.answer_seconds:
@@ -291,6 +300,7 @@ class Level:
             "answer_seconds": None if self.answer_seconds is None else round(self.answer_seconds, 3),
             "db_writes_per_answer_second": _round(self.per_answer_second(self.db_writes), 2),
             "sql_writes_per_answer_second": _round(self.per_answer_second(self.sql_writes), 2),
+            "transactions_per_answer_second": _round(self.per_answer_second(self.transactions), 2),
         }
 
 
@@ -355,6 +365,8 @@ class Target:
         self.counts_db = counts_db
         self.counts_sql = counts_sql
         self.levels: dict[int, Level] = {}
+        # Server CPU of answers one at a time (measure_costs).
+        self.costs: dict[str, float | None] = {}
         self.rss_start_kb = 0
         self.rss_rest_kb = 0
         self.search: Search | None = None
@@ -496,6 +508,28 @@ async def warm_up(target: Target, args) -> None:
     target.rss_rest_kb = rss_kb(target.pid)
 
 
+async def measure_costs(target: Target, args) -> None:
+    """Server CPU of answers one at a time, so that no queueing is in it: a
+    1-token answer (what an answer costs besides its tokens: requests, database,
+    rendering, the model request) and a long fast one (what each token adds)."""
+
+    async def per_answer(count: int, tokens: int) -> float | None:
+        before = cpu_seconds(target.pid)
+        for _ in range(count):
+            answer = await target.client.answer(tokens, COST_RATE, timeout=30)
+            if not answer.ok:
+                return None
+        return (cpu_seconds(target.pid) - before) / count
+
+    short = await per_answer(args.cost_answers, 1)
+    long = await per_answer(max(1, args.cost_answers // 5), COST_TOKENS)
+    target.costs = {
+        "answer_ms": None if short is None else 1e3 * short,
+        "token_us": None if short is None or long is None else 1e6 * (long - short) / (COST_TOKENS - 1),
+    }
+    print(f"  {target.name:8} one at a time: {target.costs}", flush=True)
+
+
 async def measure_replay(browser: Browser, server: LiveServer, args) -> dict:
     """Produce a finished answer of `--replay-events` events (deltas + done), then
     read it again from after=0: request to terminal frame."""
@@ -575,6 +609,7 @@ def totals(target: Target) -> dict:
     writes = sum(x.db_writes or 0 for x in levels)
     sql_levels = [x for x in levels if x.sql is not None]
     sql_writes = sum(x.sql_writes or 0 for x in sql_levels)
+    transactions = sum(x.transactions or 0 for x in sql_levels)
     sql_seconds = sum(x.answer_seconds or 0 for x in sql_levels)
     sql_answers = sum(x.completed for x in sql_levels)
     biggest = max(levels, key=lambda x: x.n) if levels else None
@@ -590,6 +625,8 @@ def totals(target: Target) -> dict:
         "writes_per_answer": writes / sum(x.completed for x in levels) if levels and writes else None,
         "sql_writes_per_answer_second": sql_writes / sql_seconds if sql_seconds else None,
         "sql_writes_per_answer": sql_writes / sql_answers if sql_answers else None,
+        "transactions_per_answer_second": transactions / sql_seconds if sql_seconds else None,
+        "transactions_per_answer": transactions / sql_answers if sql_answers else None,
         "rss_start_mb": target.rss_start_kb / 1024,
         "rss_rest_mb": target.rss_rest_kb / 1024,
         "rss_per_stream_kb": (biggest.rss_peak_kb - target.rss_rest_kb) / biggest.n if biggest else None,
@@ -674,25 +711,37 @@ def report(args, argv: list[str], product: Target, baseline: Target, replay: dic
         ),
         ("Answers completed / failed (whole run)", f"{pt['completed']} / {pt['failed']}", f"{bt['completed']} / {bt['failed']}", "", "failed = 0", yes(pt["failed"] == 0 and bt["failed"] == 0)),
         (
-            "Database writes per answer-second: `db_writes` of the product's answer log line",
-            num(pt["writes_per_answer_second"], ".2f") + f" ({num(pt['writes_per_answer'], '.1f')} per answer)",
+            "Database write transactions (commits) per answer-second: every one the process made "
+            "(a prompt's rows, one batch of streaming text for all answers, an answer's end)",
+            num(pt["transactions_per_answer_second"], ".2f") + f" ({num(pt['transactions_per_answer'], '.1f')} per answer)",
             "0 (no database)",
             "",
             f"≤ {TARGET_DB_WRITES}",
-            yes(None if pt["writes_per_answer_second"] is None else pt["writes_per_answer_second"] <= TARGET_DB_WRITES),
+            yes(None if pt["transactions_per_answer_second"] is None else pt["transactions_per_answer_second"] <= TARGET_DB_WRITES),
         ),
         (
-            "Database writes per answer-second: every INSERT/UPDATE/DELETE the process ran (incl. the POST's)",
+            "Database write statements per answer-second: every INSERT/UPDATE/DELETE (a batch's one statement once)",
             num(pt["sql_writes_per_answer_second"], ".2f") + f" ({num(pt['sql_writes_per_answer'], '.1f')} per answer)",
             "0",
             "",
-            f"≤ {TARGET_DB_WRITES}",
-            yes(None if pt["sql_writes_per_answer_second"] is None else pt["sql_writes_per_answer_second"] <= TARGET_DB_WRITES),
+            "",
+            "",
         ),
         (
-            f"Database writes per answer-second at {4 * args.rate:g} tokens/s (N = 10, {4 * args.tokens} tokens: "
-            "the same length in time): log line / every statement",
-            f"{num(rate_check.get('db_writes_per_answer_second'), '.2f')} / {num(rate_check.get('sql_writes_per_answer_second'), '.2f')}",
+            "Writes of an answer's own row per answer-second: `db_writes` of its log line (each batch its text was in, "
+            "its end); at least one per 250 ms of streaming, the loss bound of the design",
+            num(pt["writes_per_answer_second"], ".2f") + f" ({num(pt['writes_per_answer'], '.1f')} per answer)",
+            "0",
+            "",
+            "",
+            "",
+        ),
+        (
+            f"The same at {4 * args.rate:g} tokens/s (N = 10, {4 * args.tokens} tokens: the same length in time): "
+            "transactions / statements / an answer's own row",
+            f"{num(rate_check.get('transactions_per_answer_second'), '.2f')} / "
+            f"{num(rate_check.get('sql_writes_per_answer_second'), '.2f')} / "
+            f"{num(rate_check.get('db_writes_per_answer_second'), '.2f')}",
             "–",
             "",
             "independent of token rate",
@@ -734,6 +783,22 @@ def report(args, argv: list[str], product: Target, baseline: Target, replay: dic
             "",
         ),
         ("Server CPU per token delivered, all levels (µs)", num(pt["cpu_us_per_token"]), num(bt["cpu_us_per_token"]), ratio(pt["cpu_us_per_token"], bt["cpu_us_per_token"]), "", ""),
+        (
+            f"Answers one at a time: server CPU of an answer besides its tokens (mean of {args.cost_answers} 1-token answers, ms)",
+            num(product.costs.get("answer_ms"), ".1f"),
+            num(baseline.costs.get("answer_ms"), ".1f"),
+            ratio(product.costs.get("answer_ms"), baseline.costs.get("answer_ms")),
+            "",
+            "",
+        ),
+        (
+            f"Answers one at a time: server CPU per token ({COST_TOKENS}-token answers at {COST_RATE} tokens/s, µs)",
+            num(product.costs.get("token_us")),
+            num(baseline.costs.get("token_us")),
+            ratio(product.costs.get("token_us"), baseline.costs.get("token_us")),
+            "",
+            "",
+        ),
     ]
 
     out = []
@@ -772,10 +837,10 @@ def report(args, argv: list[str], product: Target, baseline: Target, replay: dic
         "tokens replayed on connect. *TTFT+*: time to first token minus the stub's own, median / max over the answers. "
         "CPU: % of one core over the level's wall time. *PSI*: share of the level's time some task on the machine "
         "waited for a CPU. *Lag*: p99 of the load generator's own event-loop lag. *Tries*: runs of the level (a failed "
-        "level is run again, the best run is kept). DB writes per answer-second: log field / all statements.\n"
+        "level is run again, the best run is kept). DB writes per answer-second: write transactions of the process / writes of an answer's own row (log field).\n"
     )
     out.append(
-        "| Target | N | Tries | OK | Failed | p50 ms | p99 ms | max ms | all p99 ms | TTFT+ ms | Server CPU % | µs/token | Client CPU % | Stub CPU % | PSI % | Lag ms | Peak RSS MB | DB writes / answer-s | Pass |"
+        "| Target | N | Tries | OK | Failed | p50 ms | p99 ms | max ms | all p99 ms | TTFT+ ms | Server CPU % | µs/token | Client CPU % | Stub CPU % | PSI % | Lag ms | Peak RSS MB | DB commits / row writes per answer-s | Pass |"
     )
     out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for target in (product, baseline):
@@ -784,7 +849,7 @@ def report(args, argv: list[str], product: Target, baseline: Target, replay: dic
             d = x.as_dict()
             writes = "–"
             if d["db_writes_per_answer_second"] is not None:
-                writes = f"{d['db_writes_per_answer_second']} / {num(d['sql_writes_per_answer_second'], '.2f')}"
+                writes = f"{num(d['transactions_per_answer_second'], '.2f')} / {d['db_writes_per_answer_second']}"
             out.append(
                 f"| {target.name} | {n}{' ×' + str(x.rounds) if x.rounds > 1 else ''} | {x.tries} | {x.completed} | {x.failed} | "
                 f"{ms(pct(x.live, 50), 2)} | {ms(x.p99, 2)} | {ms(max(x.live, default=None), 2)} | {ms(pct(x.all_tokens, 99), 2)} | "
@@ -812,7 +877,10 @@ def report(args, argv: list[str], product: Target, baseline: Target, replay: dic
                 merged[k] = merged.get(k, 0) + v
         answers = sum(x.completed for x in sql_levels)
         out.append("## SQL statements per product answer\n")
-        out.append("Counted in the daphne process over all levels (bench/product_asgi.py), divided by the answers completed.\n")
+        out.append(
+            "Counted in the daphne process over all levels (bench/product_asgi.py), divided by the answers completed; "
+            "WRITE sums the INSERT/UPDATE/DELETE statements, TRANSACTION counts the write transactions.\n"
+        )
         out.append("| " + " | ".join(sorted(merged)) + " |")
         out.append("|" + "---|" * len(merged))
         out.append("| " + " | ".join(f"{merged[k] / answers:.1f}" for k in sorted(merged)) + " |")
@@ -841,10 +909,15 @@ def report(args, argv: list[str], product: Target, baseline: Target, replay: dic
         "- **Capacity**: N = 1, 5, 10, 20, 40, ... then bisection; product and baseline levels alternate; a level "
         "passes with p99 under the limit and no failed answer; a failed level is run again before it counts, and "
         "again while the load generator's own event loop lagged (then the machine, not the server, was the limit).\n"
-        "- **Database writes**: the `db_writes` field (the recorder's batched UPDATEs of the message plus its final "
-        "save) over `duration_s`, summed over answers; and every INSERT/UPDATE/DELETE counted in the process, which "
-        "adds the POST's inserts and the other updates at the end of an answer.\n"
+        "- **Database writes**: write transactions (commits) counted in the daphne process (a BEGIN, or a write "
+        "made outside a transaction), over the seconds the answers were open (`duration_s` of their log lines); "
+        "the statements the same way; and each answer's own `db_writes` (the batches of streaming text its row "
+        "was in, plus its end). Streaming text of all answers is written by one batch per 250 ms, so commits "
+        "follow the clock while rows follow the answers.\n"
         "- **Memory**: VmRSS of the daphne process. **CPU**: utime + stime from /proc/<pid>/stat (10 ms ticks).\n"
+        "- **Answers one at a time**: after warm-up and before the levels, 1-token answers in a row (what an "
+        f"answer costs besides its tokens) and {COST_TOKENS}-token answers at {COST_RATE} tokens/s (what a token "
+        "adds: the difference over the extra tokens); server CPU over the answers, no queueing in it.\n"
         "- **Replay**: an answer of 1,999 deltas + done streamed fast and read to its end, then its stream URL "
         "requested again with `after=0`: time from sending the request to receiving the terminal frame, with every "
         "token checked (the events are still in the in-memory log)."
@@ -858,6 +931,7 @@ def report(args, argv: list[str], product: Target, baseline: Target, replay: dic
         "product": {"capacity": product.capacity, "first_fail": product.first_fail, "totals": pt, "levels": [x.as_dict() for _, x in sorted(product.levels.items())]},
         "baseline": {"capacity": baseline.capacity, "first_fail": baseline.first_fail, "totals": bt, "levels": [x.as_dict() for _, x in sorted(baseline.levels.items())]},
         "capacity_ratio": cap_ratio,
+        "costs": {"product": product.costs, "baseline": baseline.costs},
         "replay": replay,
         "warnings": warnings,
     }
@@ -897,6 +971,7 @@ def parse_args(argv: list[str]):
     parser.add_argument("--replay-events", type=int, default=None, help="events of the replayed answer (2000; 500 with --quick)")
     parser.add_argument("--replay-repeats", type=int, default=None, help="replays measured (7; 3 with --quick)")
     parser.add_argument("--settle", type=float, default=0.5, help="pause between levels, s (0.5)")
+    parser.add_argument("--cost-answers", type=int, default=None, help="1-token answers one at a time (100; 10 with --quick)")
     parser.add_argument("--plain-product", action="store_true", help="serve chatproject.asgi itself (no SQL count)")
     parser.add_argument("--out", default="docs/benchmarks.md")
     parser.add_argument("--json", default=None, help="also write the figures as JSON here")
@@ -910,6 +985,8 @@ def parse_args(argv: list[str]):
         args.replay_events = 500 if args.quick else 2000
     if args.replay_repeats is None:
         args.replay_repeats = 3 if args.quick else 7
+    if args.cost_answers is None:
+        args.cost_answers = 10 if args.quick else 100
     if args.quick:
         args.bisect = 0
         args.confirm = 0
@@ -973,6 +1050,8 @@ async def _main(args, argv: list[str]) -> int:
         for target in (product, baseline):
             await warm_up(target, args)
         print(f"logged in and warmed up after {time.monotonic() - started:.1f} s", flush=True)
+        for target in (product, baseline):
+            await measure_costs(target, args)
         await find_capacities([product, baseline], args, ladder)
         print(f"levels done after {time.monotonic() - started:.1f} s", flush=True)
         # Database writes must not follow the token rate: the same answer length

@@ -2,6 +2,8 @@
 limits, stores what it starts with, and hands off to a background generation."""
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from asgiref.sync import sync_to_async
@@ -51,10 +53,7 @@ def _check_rate(user_id: int) -> None:
         )
     # Every answer attempt is a provider request: Retry and Continue count like a
     # new prompt, or Stop-and-Retry would have no limit.
-    recent = Generation.objects.filter(
-        message__conversation__owner_id=user_id,
-        started_at__gte=timezone.now() - timedelta(minutes=1),
-    ).count()
+    recent = Generation.objects.filter(owner_id=user_id, started_at__gte=timezone.now() - timedelta(minutes=1)).count()
     if recent >= settings.CHAT_PROMPTS_PER_MINUTE:
         raise Refused(
             f"You asked for {recent} answers in the last minute (the limit is {settings.CHAT_PROMPTS_PER_MINUTE}). "
@@ -63,25 +62,61 @@ def _check_rate(user_id: int) -> None:
         )
 
 
-async def _start(message: Message, gen: Generation) -> None:
+@dataclass
+class Exchange:
+    """What a request starts an answer with."""
+
+    conversation: Conversation
+    answer: Message
+    generation: Generation
+    prompt: Message | None = None
+    # The messages before the answer, when the request knows them without a query.
+    earlier: list[Message] | None = None
+
+
+# Renders the fragment that shows a started exchange. It runs in the same trip to
+# the database thread as the storing, before the generation starts: the rows are
+# the generation's from then on.
+Render = Callable[[Exchange], str]
+
+
+async def _start(exchange: Exchange) -> None:
+    message = exchange.answer
     try:
         await get_event_log().clear_stop(message.pk)
     except Exception:
         # The event log is unreachable (Redis down): the answer is still written
         # to the database, and its stream tells the viewer so.
         logger.warning("event log unreachable, answering anyway message=%s", message.pk, exc_info=True)
-    generation.start(message.pk, gen.pk)
+    generation.start(exchange.generation, exchange.earlier)
+
+
+async def _begin(store: Callable[[], Exchange], render: Render) -> tuple[Exchange, str]:
+    """Store (checks and rows, in one transaction) and render in one trip to the
+    database thread, then start the generation: the started exchange and its HTML."""
+    exchange, html = await sync_to_async(_stored_and_rendered)(store, render)
+    await _start(exchange)
+    return exchange, html
+
+
+def _stored_and_rendered(store: Callable[[], Exchange], render: Render) -> tuple[Exchange, str]:
+    exchange = store()
+    return exchange, render(exchange)
 
 
 def _new_generation(message: Message, *, text_offset: int) -> Generation:
     return Generation.objects.create(
-        message=message, text_offset=text_offset, start_seq=message.last_seq, model=message.model
+        message=message,
+        owner_id=message.conversation.owner_id,
+        text_offset=text_offset,
+        start_seq=message.last_seq,
+        model=message.model,
     )
 
 
 def _new_assistant_message(conversation: Conversation) -> Message:
     now = timezone.now()
-    return Message.objects.create(
+    message = Message.objects.create(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
         status=Status.STREAMING,
@@ -89,19 +124,20 @@ def _new_assistant_message(conversation: Conversation) -> Message:
         created_at=now,
         heartbeat_at=now,
     )
+    message.assume_no_feedback()
+    return message
 
 
-# The checks and rows of one prompt run in one transaction, in one trip to the
-# database thread: the limits cannot be passed twice by two requests at once,
-# and a failure leaves no half-stored prompt.
+# The checks and rows of one prompt run in one transaction: the limits cannot be
+# passed twice by two requests at once, and a failure leaves no half-stored prompt.
 
 
-@sync_to_async
 @transaction.atomic
-def _store_prompt(conversation: Conversation | None, owner_id: int, prompt: str):
+def _store_prompt(conversation: Conversation | None, owner_id: int, prompt: str) -> Exchange:
     _check_rate(owner_id)
     now = timezone.now()
-    if conversation is None:
+    new = conversation is None
+    if new:
         conversation = Conversation.objects.create(owner_id=owner_id, title=_title(prompt), updated_at=now)
     else:
         if conversation.messages.filter(status=Status.STREAMING, heartbeat_at__gte=stale_before()).exists():
@@ -112,21 +148,28 @@ def _store_prompt(conversation: Conversation | None, owner_id: int, prompt: str)
         Conversation.objects.filter(pk=conversation.pk).update(**fields)
     user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=prompt)
     assistant = _new_assistant_message(conversation)
-    return conversation, user_message, assistant, _new_generation(assistant, text_offset=0)
+    return Exchange(
+        conversation,
+        assistant,
+        _new_generation(assistant, text_offset=0),
+        prompt=user_message,
+        # A new conversation's history is its prompt: the generation need not read it back.
+        earlier=[user_message] if new else None,
+    )
 
 
-async def send_prompt(conversation: Conversation, prompt: str) -> tuple[Message, Message]:
-    """A prompt in an existing conversation: its two messages, the answer started."""
-    _, user_message, assistant, gen = await _store_prompt(conversation, conversation.owner_id, clean_prompt(prompt))
-    await _start(assistant, gen)
-    return user_message, assistant
+async def send_prompt(conversation: Conversation, prompt: str, render: Render) -> tuple[Exchange, str]:
+    """A prompt in an existing conversation: it and its answer stored and shown
+    by `render`, the answer started."""
+    prompt = clean_prompt(prompt)
+    return await _begin(lambda: _store_prompt(conversation, conversation.owner_id, prompt), render)
 
 
-async def start_conversation(owner_id: int, prompt: str) -> tuple[Conversation, Message, Message]:
-    """A first prompt: the conversation, titled after it, and its two messages."""
-    conversation, user_message, assistant, gen = await _store_prompt(None, owner_id, clean_prompt(prompt))
-    await _start(assistant, gen)
-    return conversation, user_message, assistant
+async def start_conversation(owner_id: int, prompt: str, render: Render) -> tuple[Exchange, str]:
+    """A first prompt: the conversation, titled after it, and its two messages,
+    shown by `render`; the answer started."""
+    prompt = clean_prompt(prompt)
+    return await _begin(lambda: _store_prompt(None, owner_id, prompt), render)
 
 
 def _title(prompt: str) -> str:
@@ -150,9 +193,8 @@ async def _require_latest(message: Message, action: str) -> None:
         raise Refused(f"Only the latest answer can be {action}.", status=409)
 
 
-@sync_to_async
 @transaction.atomic
-def _claim_for_continue(message: Message) -> Generation:
+def _claim_for_continue(message: Message) -> Exchange:
     _check_rate(message.conversation.owner_id)
     # Conditional: a double click starts one generation, not two.
     claimed = (
@@ -164,29 +206,27 @@ def _claim_for_continue(message: Message) -> Generation:
     )
     if not claimed:
         raise Refused("This answer cannot be continued now.", status=409)
+    conversation = message.conversation
     message.refresh_from_db()
-    return _new_generation(message, text_offset=len(message.content))
+    message.conversation = conversation  # refresh_from_db() forgets it
+    return Exchange(conversation, message, _new_generation(message, text_offset=len(message.content)))
 
 
-async def continue_answer(message: Message) -> Message:
+async def continue_answer(message: Message, render: Render) -> tuple[Exchange, str]:
     await _require_latest(message, "continued")
-    await _start(message, await _claim_for_continue(message))
-    return message
+    return await _begin(lambda: _claim_for_continue(message), render)
 
 
-@sync_to_async
 @transaction.atomic
-def _replace(message: Message) -> tuple[Message, Generation]:
+def _replace(message: Message) -> Exchange:
     _check_rate(message.conversation.owner_id)
     replacement = _new_assistant_message(message.conversation)
     Message.objects.filter(pk=message.pk).update(superseded_by=replacement)
-    return replacement, _new_generation(replacement, text_offset=0)
+    return Exchange(message.conversation, replacement, _new_generation(replacement, text_offset=0))
 
 
-async def retry_answer(message: Message) -> Message:
+async def retry_answer(message: Message, render: Render) -> tuple[Exchange, str]:
     await _require_latest(message, "retried")
     if message.is_streaming:
         raise Refused("Stop the answer before retrying it.", status=409)
-    replacement, gen = await _replace(message)
-    await _start(replacement, gen)
-    return replacement
+    return await _begin(lambda: _replace(message), render)

@@ -25,26 +25,32 @@ from chat import events, provider_stream
 from chat.db_threads import shared_context
 from chat.eventlog import get_event_log
 from chat.events import Event
-from chat.history import build_messages
+from chat.history import build_messages, load_history
 from chat.model_client import describe_error, get_client
 from chat.models import Generation, Message, Status, StopReason, ToolCall
 from chat.recorder import Recorder
+from chat.rendering import render_message
 from chat.tools import ToolContext, ToolError, all_tools, get_tool
 
 logger = logging.getLogger("chat.generation")
 
+UNFINISHED_TOOL = "The answer ended before the tool finished."
+
 # Running generations of this process, so they are not garbage-collected and
 # tests can wait for them.
 _running: dict[int, asyncio.Task] = {}
-# See _freeze_heap().
-_heap_frozen = False
+# See _tune_collector().
+_collector_tuned = False
 
 
-def start(message_id: int, generation_id: int) -> asyncio.Task:
-    """Start generating in the background. A fresh context: the task must not
-    inherit the request's (its thread-sensitive ORM executor ends with it)."""
+def start(generation: Generation, earlier: list[Message] | None = None) -> asyncio.Task:
+    """Start generating in the background. `generation.message` (with its
+    conversation) is the generation's from now on; `earlier`, the messages before
+    it, when the caller knows them. A fresh context: the task must not inherit the
+    request's (its thread-sensitive ORM executor ends with it)."""
+    message_id = generation.message_id
     task = asyncio.get_running_loop().create_task(
-        _run(message_id, generation_id), context=contextvars.Context(), name=f"generation-{message_id}"
+        _run(generation, earlier), context=contextvars.Context(), name=f"generation-{message_id}"
     )
     _running[message_id] = task
     task.add_done_callback(lambda t: _running.pop(message_id, None) if _running.get(message_id) is t else None)
@@ -55,12 +61,13 @@ def running_task(message_id: int) -> asyncio.Task | None:
     return _running.get(message_id)
 
 
-async def _run(message_id: int, generation_id: int) -> None:
+async def _run(generation: Generation, earlier: list[Message] | None) -> None:
     async with shared_context():
         try:
-            await Answer(message_id, generation_id).run()
-        finally:
+            await Answer(generation, earlier).run()
+        except BaseException:
             await sync_to_async(close_old_connections)()
+            raise
 
 
 @dataclass
@@ -98,9 +105,14 @@ class Round:
 
 
 class Answer:
-    def __init__(self, message_id: int, generation_id: int) -> None:
-        self.message_id = message_id
-        self.generation_id = generation_id
+    def __init__(self, generation: Generation, earlier: list[Message] | None) -> None:
+        self.generation = generation
+        self.message = generation.message
+        self.message_id = self.message.pk
+        self.generation_id = generation.pk
+        self.earlier = earlier
+        # The message's tool calls, earlier attempts' first, as the page shows them.
+        self.tool_calls: list[ToolCall] = []
         self.log = get_event_log()
         self._emit_lock = asyncio.Lock()
         self.prompt_tokens = 0
@@ -113,14 +125,18 @@ class Answer:
         # This attempt's first text (a Continue's message has an older one).
         self.first_token: float | None = None
 
-    def _load(self) -> list[dict]:
-        """The rows and the request's messages in one trip to the database thread."""
-        self.generation = Generation.objects.select_related("message__conversation").get(pk=self.generation_id)
-        self.message = self.generation.message
-        return build_messages(self.message)
+    def _request_from_history(self) -> list[dict]:
+        """The messages for the model, the history read from the database."""
+        earlier, calls = load_history(self.message)
+        self.tool_calls = calls.get(self.message_id, [])
+        return build_messages(self.message, earlier, calls)
 
     async def run(self) -> None:
-        messages = await sync_to_async(self._load)()
+        if self.earlier is None:
+            messages = await sync_to_async(self._request_from_history)()
+        else:
+            # Known to the caller: a new answer, so no tool calls of its own yet.
+            messages = build_messages(self.message, self.earlier, {})
         self.recorder = Recorder(self.message)
         self.seq = self.message.last_seq
         try:
@@ -138,15 +154,16 @@ class Answer:
         work = asyncio.create_task(self._rounds(messages))
         stop = asyncio.create_task(self.log.wait_for_stop(self.message_id))
         unwatched = asyncio.create_task(self._until_unwatched())
-        recorder = asyncio.create_task(self.recorder.run())
+        self.recorder.start()
         try:
             done, _ = await asyncio.wait({work, stop, unwatched}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (work, stop, unwatched, recorder):
+            for task in (work, stop, unwatched):
                 task.cancel()
             # Cancelling `work` closes the provider's response: the provider stops
             # producing, not only the display.
-            await asyncio.gather(work, stop, unwatched, recorder, return_exceptions=True)
+            await asyncio.gather(work, stop, unwatched, return_exceptions=True)
+            self.recorder.stop()
         if work in done:
             return work.result()
         if stop in done:
@@ -313,6 +330,7 @@ class Answer:
                 text_offset=self.recorder.length,
                 start_seq=self.seq + 1,
             )
+            self.tool_calls.append(row)
             event = await self._publish(
                 events.TOOL_START, {"call_id": row.call_id, "name": row.name, "arguments": row.arguments}
             )
@@ -363,9 +381,11 @@ class Answer:
                 logger.warning("event log publish failed message=%s seq=%s", self.message_id, self.seq, exc_info=True)
         return event
 
-    def _store_end(self, outcome: Outcome, now) -> int:
-        """The end of the answer in one transaction: one commit, one trip to the
-        database thread instead of four. Returns the statements that wrote."""
+    def _store_end(self, outcome: Outcome, now) -> tuple[int, str | None]:
+        """The end of the answer in one transaction and one trip to the database
+        thread: the rows, then the answer rendered as every viewer's terminal frame
+        shows it (once, not once per viewer). Returns the statements that wrote,
+        and the HTML (None if it could not be rendered: viewers render their own)."""
         message = self.message
         with transaction.atomic():
             message.save(
@@ -388,10 +408,19 @@ class Answer:
                 # Only this attempt can have left a call running: a crashed one's
                 # were closed when its message was marked interrupted.
                 ToolCall.objects.filter(message_id=message.pk, state=ToolCall.State.RUNNING).update(
-                    state=ToolCall.State.ERROR, error="The answer ended before the tool finished.", finished_at=now
+                    state=ToolCall.State.ERROR, error=UNFINISHED_TOOL, finished_at=now
                 )
                 writes += 1
-        return writes
+        for call in self.tool_calls:
+            if call.state == ToolCall.State.RUNNING:
+                call.state, call.error, call.finished_at = ToolCall.State.ERROR, UNFINISHED_TOOL, now
+        try:
+            html = render_message(message, tool_calls=self.tool_calls)
+        except Exception:
+            logger.exception("rendering the finished answer failed message=%s", message.pk)
+            html = None
+        close_old_connections()
+        return writes, html
 
     async def _finish(self, outcome: Outcome) -> None:
         now = timezone.now()
@@ -407,9 +436,12 @@ class Answer:
         message.last_seq = terminal_seq
         message.prompt_tokens = (message.prompt_tokens or 0) + self.prompt_tokens
         message.completion_tokens = (message.completion_tokens or 0) + self.completion_tokens
-        self.other_writes += await sync_to_async(self._store_end)(outcome, now)
+        writes, html = await sync_to_async(self._store_end)(outcome, now)
+        self.other_writes += writes
         async with self._emit_lock:
             data = {"status": outcome.status, "reason": outcome.reason}
+            if html is not None:
+                data["html"] = html
             if outcome.status == Status.ERROR:
                 await self._publish(events.ERROR, {**data, "message": outcome.error})
             else:
@@ -419,20 +451,28 @@ class Answer:
         except Exception:
             logger.warning("event log finish failed message=%s", self.message_id, exc_info=True)
         _log_outcome(message, self, outcome)
-        _freeze_heap()
+        _tune_collector()
 
 
-def _freeze_heap() -> None:
-    """After the first answer of the process, move everything alive into the
-    collector's permanent generation. By then the imports, URL resolvers,
-    templates and the model client's types exist (~155,000 objects): a full
-    collection no longer walks them, so it no longer pauses the event loop, and
-    every stream with it, for 80-450 ms. Objects frozen are still freed by
-    reference counting; only cycles among them are never collected."""
-    global _heap_frozen
-    if not _heap_frozen:
-        _heap_frozen = True
+def _tune_collector() -> None:
+    """After the first answer of the process, tune the garbage collector for a
+    server that streams:
+
+    - move everything alive into its permanent generation. By then the imports,
+      URL resolvers, templates and the model client's types exist (~155,000
+      objects): a full collection no longer walks them, so it no longer pauses
+      the event loop, and every stream with it, for 80-450 ms. Objects frozen are
+      still freed by reference counting; only cycles among them are never collected.
+    - collect the young generation every 10,000 allocations instead of 700. Every
+      token keeps a few objects alive until its answer ends, so young collections
+      mostly walk survivors: at 100 answers of 500 tokens they took 2.6 s of CPU in
+      a minute of streaming, against 0.45 s, and full collections (40-55 ms pauses)
+      no longer came at all (measured with levels of bench/run.py)."""
+    global _collector_tuned
+    if not _collector_tuned:
+        _collector_tuned = True
         gc.freeze()
+        gc.set_threshold(10_000, 10, 10)
 
 
 def _count(value) -> int:

@@ -19,17 +19,24 @@ CONTINUE_PROMPT = (
 )
 
 
-def build_messages(message: Message) -> list[dict]:
-    """The request for generating `message` (an assistant message). When it has
-    text or tool calls already, this is a Continue: the partial answer is the
-    assistant's turn and the model is asked to go on from there."""
+def load_history(message: Message) -> tuple[list[Message], dict[int, list[ToolCall]]]:
+    """The messages before `message` (an assistant message) and the tool calls of
+    them and of `message` itself, in two queries."""
     earlier = list(
         Message.objects.filter(
             conversation_id=message.conversation_id, superseded_by__isnull=True, id__lt=message.id
         ).order_by("id")
     )
-    # Every tool call the request needs, the message's own included, in one query.
-    calls = _tool_calls([*(m.pk for m in earlier if m.role == Message.Role.ASSISTANT), message.pk])
+    ids = [m.pk for m in earlier if m.role == Message.Role.ASSISTANT]
+    if message.last_seq:
+        ids.append(message.pk)
+    return earlier, _tool_calls(ids) if ids else {}
+
+
+def build_messages(message: Message, earlier: list[Message], calls: dict[int, list[ToolCall]]) -> list[dict]:
+    """The request for generating `message` (an assistant message). When it has
+    text or tool calls already, this is a Continue: the partial answer is the
+    assistant's turn and the model is asked to go on from there."""
     turns: list[list[dict]] = []
     for m in earlier:
         if m.role == Message.Role.USER:

@@ -1,6 +1,8 @@
 """Markdown for finished answers: rendered by Python-Markdown, highlighted by
 Pygments, then sanitised by nh3 so model output can never carry active markup."""
 
+import threading
+
 import markdown as md
 import nh3
 
@@ -26,13 +28,25 @@ _ATTRIBUTES = {
 }
 
 
+_converters = threading.local()
+
+
+def _converter() -> md.Markdown:
+    """One converter per thread, reset between texts: building one (its
+    extensions, their patterns) costs more than converting a short answer."""
+    converter = getattr(_converters, "markdown", None)
+    if converter is None:
+        converter = md.Markdown(extensions=_EXTENSIONS, extension_configs=_EXTENSION_CONFIGS, output_format="html")
+        # Raw HTML in model output is shown as text, not passed through: a person
+        # sees the <script> the model wrote instead of it silently vanishing.
+        converter.preprocessors.deregister("html_block")
+        converter.inlinePatterns.deregister("html")
+        _converters.markdown = converter
+    return converter.reset()
+
+
 def render_markdown(text: str) -> str:
-    converter = md.Markdown(extensions=_EXTENSIONS, extension_configs=_EXTENSION_CONFIGS, output_format="html")
-    # Raw HTML in model output is shown as text, not passed through: a person
-    # sees the <script> the model wrote instead of it silently vanishing.
-    converter.preprocessors.deregister("html_block")
-    converter.inlinePatterns.deregister("html")
-    html = converter.convert(text)
+    html = _converter().convert(text)
     return nh3.clean(
         html,
         tags=_TAGS,

@@ -101,6 +101,11 @@ class Message(Reviewable):
     def is_streaming(self) -> bool:
         return self.status == Status.STREAMING
 
+    def assume_no_feedback(self) -> None:
+        """Reading `feedback` gives None without a query. For a message just
+        created: feedback is refused while an answer streams."""
+        Message.feedback.related.set_cached_value(self, None)
+
     @property
     def can_continue(self) -> bool:
         # An answer at the length limit would stop again at once.
@@ -137,11 +142,14 @@ class Generation(models.Model):
     """
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="generations")
+    # Who asked for the attempt (the conversation's owner), kept on the row so the
+    # per-minute limit counts a user's recent attempts in one index range instead
+    # of walking every message the user ever had.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     text_offset = models.PositiveIntegerField(default=0)
     start_seq = models.PositiveIntegerField(default=0)
     model = models.CharField(max_length=100, blank=True)
-    # Indexed: the per-minute limit counts a user's recent attempts.
-    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(default=timezone.now)
     first_token_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.STREAMING)
@@ -152,6 +160,7 @@ class Generation(models.Model):
 
     class Meta:
         ordering = ["started_at", "id"]
+        indexes = [models.Index(fields=["owner", "started_at"])]
 
 
 class ToolCall(models.Model):

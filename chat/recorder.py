@@ -1,27 +1,44 @@
-"""Batched persistence of an answer while it streams.
+"""Batched persistence of answers while they stream.
 
-Text is written once the oldest unsaved part of it is one flush interval old
-(250 ms): a crash loses at most that much, and the database sees fewer than
-four writes a second whatever the token rate (while tokens flow, a write every
-interval plus the gap to the next token). Never once per token. `last_seq` is
-written in the same UPDATE as the text, so a page rendered from the row knows
-exactly which event to resume the stream after.
+An answer's text is written once the oldest unsaved part of it is one flush
+interval old (250 ms): a crash loses at most that much. Never once per token.
+
+The answers of a process are written together. One task per event loop (the
+writer) wakes when the first answer falls due and writes every answer with
+anything unsaved, in one transaction and one trip to the database thread. While
+answers stream the database sees about four commits a second whatever the
+token rate and however many answers there are, and the database thread (which
+takes turns with the event loop on the interpreter lock) is woken once per
+batch, not once per answer.
+
+`last_seq` is written in the same row as the text, so a page rendered from the
+row knows exactly which event to resume the stream after. A row is written only
+if that does not take its `last_seq` back: an answer's final save may overtake
+a batch already on its way.
 """
 
 import asyncio
 import contextlib
+import contextvars
 import logging
+import math
 import time
+import weakref
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
+from chat.db_threads import shared_context
 from chat.models import Message
 
 logger = logging.getLogger("chat.recorder")
 
 
 class Recorder:
+    """What one answer has produced, and what of it the database has yet to see."""
+
     def __init__(self, message: Message) -> None:
         self.message_id = message.pk
         self._parts = [message.content]
@@ -30,8 +47,9 @@ class Recorder:
         self.first_token_at = message.first_token_at
         # When the oldest change not yet in the database was made (monotonic).
         self._unsaved_since: float | None = None
-        self._changed = asyncio.Event()
         self._last_write = time.monotonic()
+        self._writer: _Writer | None = None
+        # Writes of this answer's row (alone or in a batch).
         self.writes = 0
 
     @property
@@ -39,6 +57,17 @@ class Recorder:
         if len(self._parts) > 1:
             self._parts = ["".join(self._parts)]
         return self._parts[0]
+
+    def start(self) -> None:
+        """Have the writer of this event loop keep the row up to date."""
+        self._writer = _writers.setdefault(asyncio.get_running_loop(), _Writer())
+        self._writer.add(self)
+
+    def stop(self) -> None:
+        """The answer ends: its final save writes the rest."""
+        if self._writer is not None:
+            self._writer.discard(self)
+            self._writer = None
 
     def add_text(self, text: str, seq: int) -> None:
         if self.first_token_at is None:
@@ -56,27 +85,10 @@ class Recorder:
     def _mark_unsaved(self) -> None:
         if self._unsaved_since is None:
             self._unsaved_since = time.monotonic()
-            self._changed.set()
+            if self._writer is not None:
+                self._writer.due_by(self._unsaved_since + settings.CHAT_FLUSH_INTERVAL)
 
-    async def flush(self) -> None:
-        unsaved_since, self._unsaved_since = self._unsaved_since, None
-        self._last_write = time.monotonic()
-        self.writes += 1
-        try:
-            await Message.objects.filter(pk=self.message_id).aupdate(
-                content=self.content,
-                last_seq=self.seq,
-                first_token_at=self.first_token_at,
-                heartbeat_at=timezone.now(),
-            )
-        except Exception:
-            # Not written: still owed, from when it was first owed (which is
-            # before any change made while the write was tried).
-            if unsaved_since is not None:
-                self._unsaved_since = unsaved_since
-            raise
-
-    def _due(self) -> float:
+    def due(self) -> float:
         """When the next write is due: the oldest unsaved change is an interval
         old, or the heartbeat needs refreshing."""
         heartbeat = self._last_write + settings.CHAT_HEARTBEAT_INTERVAL
@@ -84,25 +96,136 @@ class Recorder:
             return heartbeat
         return min(heartbeat, self._unsaved_since + settings.CHAT_FLUSH_INTERVAL)
 
-    async def run(self) -> None:
-        """Write when due; when nothing changes, still refresh the heartbeat so
-        the answer is not taken for a dead one."""
-        while True:
-            wait = self._due() - time.monotonic()
-            if wait > 0:
-                if self._unsaved_since is None:
-                    # Until the first change (which moves the due time) or the heartbeat.
-                    self._changed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(wait):
-                            await self._changed.wait()
-                else:
-                    await asyncio.sleep(wait)
-                continue
+    def _take(self, now) -> tuple[list, float | None]:
+        """The row's values for a write (which clears what is owed), and what to
+        restore if the write fails."""
+        owed_since, self._unsaved_since = self._unsaved_since, None
+        self._last_write = time.monotonic()
+        self.writes += 1
+        return [self.content, self.seq, self.first_token_at, now, self.message_id], owed_since
+
+    def _restore(self, owed_since: float | None) -> None:
+        """A write failed: still owed, from when it was first owed (which is
+        before any change made while the write was tried)."""
+        if owed_since is not None and (self._unsaved_since is None or owed_since < self._unsaved_since):
+            self._unsaved_since = owed_since
+
+    async def flush(self) -> None:
+        """Write this answer's row now (the text before a tool card is stored
+        before the card)."""
+        await _write([self])
+
+
+async def _write(recorders: list[Recorder]) -> None:
+    now = timezone.now()
+    taken = [recorder._take(now) for recorder in recorders]
+    try:
+        await sync_to_async(_update_rows)([row for row, _ in taken])
+    except BaseException:
+        for recorder, (_, owed_since) in zip(recorders, taken):
+            recorder._restore(owed_since)
+        raise
+
+
+def _update_rows(rows: list[list]) -> None:
+    """One statement executed for every row, in one transaction. Plain SQL: the
+    ORM would compile an UPDATE per row (~0.2 ms of Python each)."""
+    q = connection.ops.quote_name
+    field = Message._meta.get_field
+    columns = [field(name).column for name in ("content", "last_seq", "first_token_at", "heartbeat_at", "id")]
+    sql = (
+        f"UPDATE {q(Message._meta.db_table)} SET {q(columns[0])} = %s, {q(columns[1])} = %s, "
+        f"{q(columns[2])} = %s, {q(columns[3])} = %s WHERE {q(columns[4])} = %s AND {q(columns[1])} <= %s"
+    )
+    first_token_at, heartbeat_at = field("first_token_at"), field("heartbeat_at")
+    params = [
+        (
+            content,
+            seq,
+            first_token_at.get_db_prep_value(first, connection),
+            heartbeat_at.get_db_prep_value(now, connection),
+            pk,
+            seq,
+        )
+        for content, seq, first, now, pk in rows
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+class _Writer:
+    """Writes the rows of every streaming answer of one event loop, together.
+    Its task runs while it has answers and ends with the last one."""
+
+    def __init__(self) -> None:
+        self.recorders: set[Recorder] = set()
+        self._wake = asyncio.Event()
+        # When the task means to wake next (inf while it is writing).
+        self._next = math.inf
+        self._task: asyncio.Task | None = None
+
+    def add(self, recorder: Recorder) -> None:
+        self.recorders.add(recorder)
+        if self._task is None:
+            self._start_task()
+        self.due_by(recorder.due())
+
+    def _start_task(self) -> None:
+        # A fresh context: the writer outlives the generation that started it.
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), context=contextvars.Context(), name="recorder-writer"
+        )
+        self._task.add_done_callback(self._ended)
+
+    def discard(self, recorder: Recorder) -> None:
+        self.recorders.discard(recorder)
+        if not self.recorders:
+            self._wake.set()
+
+    def due_by(self, when: float) -> None:
+        if when < self._next:
+            self._wake.set()
+
+    def _ended(self, task: asyncio.Task) -> None:
+        self._task = None
+        if self.recorders:
+            # An answer arrived as the task was ending.
+            self._start_task()
+
+    async def _run(self) -> None:
+        async with shared_context():
             try:
-                await self.flush()
-            except Exception:
-                # A busy or briefly unreachable database: the text stays in
-                # memory and a later flush (or the final save) writes it.
-                logger.warning("flush failed message=%s", self.message_id, exc_info=True)
-                await asyncio.sleep(settings.CHAT_FLUSH_INTERVAL)
+                await self._write_while_streaming()
+            finally:
+                # Its thread's connection is kept or closed as a request's would be.
+                await sync_to_async(close_old_connections)()
+
+    async def _write_while_streaming(self) -> None:
+        while self.recorders:
+            due = min(recorder.due() for recorder in self.recorders)
+            wait = due - time.monotonic()
+            if wait > 0:
+                self._next = due
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
+                self._next = math.inf
+                continue
+            await self._write_due()
+
+    async def _write_due(self) -> None:
+        # Every answer with unsaved text goes now, and every heartbeat that would
+        # fall due before the next batch: one commit instead of several.
+        soon = time.monotonic() + settings.CHAT_FLUSH_INTERVAL
+        batch = [r for r in self.recorders if r._unsaved_since is not None or r.due() <= soon]
+        try:
+            await _write(batch)
+        except Exception:
+            # A busy or briefly unreachable database: the text stays in memory
+            # and a later batch (or the final save) writes it.
+            logger.warning("writing %d streaming answers failed", len(batch), exc_info=True)
+            await asyncio.sleep(settings.CHAT_FLUSH_INTERVAL)
+
+
+_writers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer]" = weakref.WeakKeyDictionary()

@@ -82,8 +82,8 @@ def tool_card_html(card: ToolCard, *, oob: bool = False) -> str:
 
 
 def event_fragment(message_id: int, event: events.Event) -> str:
-    """The HTML an event carries to the page (done and error are rendered by the
-    stream view from the stored message instead)."""
+    """The HTML an event carries to the page (done and error carry the finished
+    answer, rendered by the generation or from the stored message)."""
     data = event.data
     if event.type == events.TEXT_DELTA:
         return text_fragment(data.get("text", ""))
@@ -162,10 +162,13 @@ def message_context(message: Message, tool_calls: list[ToolCall] | None = None) 
     }
 
 
-def render_message(message: Message, *, is_last: bool = True, notice: str = "") -> str:
+def render_message(
+    message: Message, *, is_last: bool = True, notice: str = "", tool_calls: list[ToolCall] | None = None
+) -> str:
     """One message as its own fragment. `notice` replaces the live stream with a
-    message to the user (used when the live connection cannot be followed)."""
-    context = message_context(message)
+    message to the user (used when the live connection cannot be followed);
+    `tool_calls`, the message's, when the caller has them."""
+    context = message_context(message, tool_calls)
     context["is_last"] = is_last
     context["notice"] = notice
     return render_to_string("chat/_message.html", context)

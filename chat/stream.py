@@ -79,7 +79,8 @@ async def answer_events(message: Message, cursor: int) -> AsyncIterator[str]:
             frames = []
             for event in _coalesced(batch) if len(batch) >= COALESCE_BACKLOG else batch:
                 if event.is_terminal:
-                    frames.append(await _terminal_frame(message))
+                    html = event.data.get("html")
+                    frames.append(sse.frame(event.type, html, id=event.seq) if html else await _terminal_frame(message))
                     yield "".join(frames)
                     return
                 frames.append(_event_frame(message.pk, event))
@@ -138,7 +139,9 @@ def _event_frame(message_id: int, event: Event) -> str:
 
 async def _terminal_frame(message: Message, notice: str = "") -> str:
     """`done` or `error` carries the whole answer as stored, rendered: whatever
-    the client missed, it ends up with exactly the saved answer."""
+    the client missed, it ends up with exactly the saved answer. The generation
+    renders it once into its terminal event; this renders it from the database
+    when the event has no HTML or the log no longer holds it."""
     fresh = await Message.objects.select_related("conversation", "feedback").aget(pk=message.pk)
     html = await sync_to_async(render_message)(fresh, notice=notice)
     event_type = sse_error if notice else terminal_event_type(fresh.status)

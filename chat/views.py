@@ -1,7 +1,9 @@
 """Pages and actions of the chat. Every view that takes an id looks the object up
 through the owner-checking helpers below first: another user's object is a 404."""
 
-from asgiref.sync import async_to_sync, sync_to_async
+from collections.abc import Callable
+
+from asgiref.sync import async_to_sync
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import aget_object_or_404, get_object_or_404, redirect, render
@@ -48,10 +50,6 @@ def _refusal(request: HttpRequest, refused: answers.Refused) -> HttpResponse:
         response = retarget(response, "#notice")
         response = reswap(response, "innerHTML")
     return response
-
-
-async def _rendered(message: Message) -> str:
-    return await sync_to_async(render_message)(message)
 
 
 # Pages
@@ -101,15 +99,16 @@ def _page(request: HttpRequest, current: Conversation | None) -> HttpResponse:
 async def new_conversation(request: HttpRequest) -> HttpResponse:
     user = await request.auser()
     try:
-        conversation, user_message, assistant = await answers.start_conversation(user.pk, request.POST.get("prompt", ""))
+        exchange, html = await answers.start_conversation(
+            user.pk, request.POST.get("prompt", ""), _rendering(request, _new_conversation_html)
+        )
     except answers.Refused as refused:
         return _refusal(request, refused)
-    url = reverse("chat-conversation", args=[conversation.pk])
+    url = reverse("chat-conversation", args=[exchange.conversation.pk])
     if not request.htmx:
         return redirect(url)
     # The answer streams in the page that sent it (no page load before the stream
     # opens): the page becomes the conversation's, its exchange replaces the welcome.
-    html = await sync_to_async(_render_new_conversation)(request, conversation, user_message, assistant)
     return push_url(reswap(HttpResponse(html), "innerHTML"), url)
 
 
@@ -118,24 +117,32 @@ async def new_conversation(request: HttpRequest) -> HttpResponse:
 async def send(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = await _aconversation_for(request, conversation_id)
     try:
-        user_message, assistant = await answers.send_prompt(conversation, request.POST.get("prompt", ""))
+        _, html = await answers.send_prompt(conversation, request.POST.get("prompt", ""), _rendering(request, _pair_html))
     except answers.Refused as refused:
         return _refusal(request, refused)
     if not request.htmx:
         return redirect("chat-conversation", conversation.pk)
-    html = await sync_to_async(_render_pair)(user_message, assistant)
     return HttpResponse(html)
 
 
-def _render_pair(user_message: Message, assistant: Message) -> str:
-    return render_message(user_message, is_last=False) + render_message(assistant)
+def _rendering(request: HttpRequest, render: Callable[[HttpRequest, answers.Exchange], str]) -> answers.Render:
+    """What answers.* render the started exchange with: only HTMX shows a fragment."""
+    if not request.htmx:
+        return lambda exchange: ""
+    return lambda exchange: render(request, exchange)
 
 
-def _render_new_conversation(
-    request: HttpRequest, conversation: Conversation, user_message: Message, assistant: Message
-) -> str:
-    oob = render_to_string("chat/_new_conversation.html", {"current": conversation}, request=request)
-    return _render_pair(user_message, assistant) + oob
+def _pair_html(request: HttpRequest, exchange: answers.Exchange) -> str:
+    return render_message(exchange.prompt, is_last=False) + render_message(exchange.answer)
+
+
+def _answer_html(request: HttpRequest, exchange: answers.Exchange) -> str:
+    return render_message(exchange.answer)
+
+
+def _new_conversation_html(request: HttpRequest, exchange: answers.Exchange) -> str:
+    oob = render_to_string("chat/_new_conversation.html", {"current": exchange.conversation}, request=request)
+    return _pair_html(request, exchange) + oob
 
 
 @require_POST
@@ -164,12 +171,12 @@ async def _restart(request: HttpRequest, conversation_id: int, message_id: int, 
     """Continue or Retry: the answer that now streams replaces the old one in place."""
     message = await amessage_for_owner(request, conversation_id, message_id)
     try:
-        streaming = await start(message)
+        _, html = await start(message, _rendering(request, _answer_html))
     except answers.Refused as refused:
         return _refusal(request, refused)
     if not request.htmx:
         return redirect("chat-conversation", conversation_id)
-    return HttpResponse(await _rendered(streaming))
+    return HttpResponse(html)
 
 
 @require_POST
@@ -182,6 +189,8 @@ def feedback(request: HttpRequest, conversation_id: int, message_id: int) -> Htt
         conversation_id=conversation_id,
         conversation__owner=request.user,
     )
+    if message.is_streaming:
+        return HttpResponse("Wait for the answer to finish, then rate it.", status=409)
     rating = request.POST.get("rating")
     if rating not in ("1", "-1"):
         return HttpResponse("Choose thumbs up or down.", status=400)

@@ -233,9 +233,9 @@ def test_the_transcript_shows_seams_retries_tools_errors_and_metrics(admin_clien
         prompt_tokens=123,
         completion_tokens=456,
     )
-    Generation.objects.create(message=answer, text_offset=0, start_seq=0, status=Status.STOPPED,
+    Generation.objects.create(message=answer, owner_id=answer.conversation.owner_id, text_offset=0, start_seq=0, status=Status.STOPPED,
                               stop_reason=StopReason.USER_STOP)
-    Generation.objects.create(message=answer, text_offset=len(first), start_seq=5, status=Status.COMPLETE)
+    Generation.objects.create(message=answer, owner_id=answer.conversation.owner_id, text_offset=len(first), start_seq=5, status=Status.COMPLETE)
     ToolCall.objects.create(
         message=answer, call_id="c1", name="calculator", arguments='{"expression": "6*7"}',
         result="42", state="ok", text_offset=len(first), start_seq=6, result_seq=7,

@@ -36,8 +36,11 @@ def test_quick_benchmark_reports_every_figure(tmp_path):
         "time to first token minus the stub's own",
         "Capacity",
         "Answers completed / failed",
-        "Database writes per answer-second",
+        "Database write transactions (commits) per answer-second",
+        "Writes of an answer's own row per answer-second",
         "Replay of a finished",
+        "Answers one at a time: server CPU of an answer besides its tokens",
+        "Answers one at a time: server CPU per token",
         "Server RSS at rest",
         "Server RSS per open stream",
         "Server CPU",
@@ -53,7 +56,10 @@ def test_quick_benchmark_reports_every_figure(tmp_path):
         assert totals["failed"] == 0, (name, [x["errors"] for x in data[name]["levels"]])
         assert [x["n"] for x in data[name]["levels"]] == [1, 2]
         assert all(x["p99_ms"] is not None for x in data[name]["levels"])
-    # The product logs its database writes per answer, and the server was sampled.
+    # The product logs its database writes per answer, its commits were counted,
+    # and the server was sampled.
     assert data["product"]["totals"]["writes_per_answer_second"] > 0
+    assert data["product"]["totals"]["transactions_per_answer_second"] > 0
+    assert all(data["costs"][name]["answer_ms"] > 0 for name in ("product", "baseline")), data["costs"]
     assert data["product"]["totals"]["rss_rest_mb"] > 0
     assert data["replay"].get("median_ms") is not None, data["replay"]

@@ -71,7 +71,7 @@ async def _interrupted(client, conversation, stub) -> Message:
         conversation=conversation, role="assistant", status="streaming", content="w0 w1 ", last_seq=2,
         heartbeat_at=long_ago, created_at=long_ago,
     )
-    await Generation.objects.acreate(message=message)
+    await Generation.objects.acreate(message=message, owner_id=conversation.owner_id)
     page = (await client.get(f"/c/{conversation.pk}/")).content.decode()
     assert "Interrupted" in page and "Continue" in page
     return await Message.objects.aget(pk=message.pk)

@@ -51,9 +51,10 @@ def full_conversation(alice, admin_user) -> Conversation:
         heartbeat_at=T0 + timedelta(seconds=4), last_seq=9, flagged=True,
     )
     Message.objects.filter(pk=failed.pk).update(superseded_by=answer)
-    Generation.objects.create(message=answer, text_offset=0, start_seq=0, model="gpt-x", started_at=T0,
+    owner_id = answer.conversation.owner_id
+    Generation.objects.create(message=answer, owner_id=owner_id, text_offset=0, start_seq=0, model="gpt-x", started_at=T0,
                               status=Status.STOPPED, stop_reason=StopReason.USER_STOP, completion_tokens=3)
-    Generation.objects.create(message=answer, text_offset=6, start_seq=4, model="gpt-x",
+    Generation.objects.create(message=answer, owner_id=owner_id, text_offset=6, start_seq=4, model="gpt-x",
                               started_at=T0 + timedelta(seconds=3), status=Status.COMPLETE)
     ToolCall.objects.create(message=answer, call_id="call_1", name="calculator", arguments='{"expression": "2+2"}',
                             result="4", state="ok", started_at=T0, finished_at=T0 + timedelta(milliseconds=5),

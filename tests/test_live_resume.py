@@ -53,6 +53,19 @@ def assert_interrupted_then_continued(viewer, server, conversation_id, message_i
     assert (stored["status"], stored["content"]) == ("complete", "".join(WORDS))
 
 
+def assert_stopped_keeping_what_was_shown(frames, seen, server, message_id, stub) -> None:
+    """After Stop: the stream ends with `done` saying so, the provider's stream is
+    closed, and the stored answer keeps at least what was shown, not all of it."""
+    rest = list(frames)
+    assert rest[-1].event == "done"
+    assert "Stopped" in rest[-1].data
+    assert stub.disconnected.wait(5), "the generating process did not close the provider's stream"
+    stored = server.message(message_id)
+    assert stored["status"] == "stopped" and stored["stop_reason"] == "user_stop"
+    assert stored["content"].startswith(texts(seen))
+    assert 0 < len(stored["content"]) < len("".join(WORDS))
+
+
 def test_reload_mid_answer_resumes_exactly(live, openai_stub_server):
     openai_stub_server.script(Stream(WORDS, delay=0.02))
     alice = Browserless(live.url, "alice", "alice-password")
@@ -95,14 +108,7 @@ def test_stop_closes_the_provider_stream_and_keeps_the_partial(live, openai_stub
     frames = alice.frames(conversation_id, message_id)
     seen = [next(frames) for _ in range(5)]
     assert alice.post(f"/c/{conversation_id}/m/{message_id}/stop/").status_code == 204
-    rest = list(frames)
-    assert rest[-1].event == "done"
-    assert "Stopped" in rest[-1].data
-    assert openai_stub_server.disconnected.wait(5), "the provider's connection was not closed"
-    stored = live.message(message_id)
-    assert stored["status"] == "stopped" and stored["stop_reason"] == "user_stop"
-    assert stored["content"].startswith(texts(seen))
-    assert 0 < len(stored["content"]) < len("".join(WORDS))
+    assert_stopped_keeping_what_was_shown(frames, seen, live, message_id, openai_stub_server)
     # Stop after the end is harmless.
     assert alice.post(f"/c/{conversation_id}/m/{message_id}/stop/").status_code == 204
     assert live.message(message_id)["status"] == "stopped"

@@ -84,6 +84,9 @@ async def test_the_first_answer_streams_in_the_page_that_sent_it(stub, alice, al
     # The answer streams, and the composer's next prompt goes to the same conversation.
     assert texts(await read_stream(alice_async, assistant)) == "Hello there."
     assert (await finished(assistant.pk)).status == "complete"
+    # The model got the prompt the conversation started with (known to the POST,
+    # not read back), and later the whole conversation (read from the database).
+    assert [(m["role"], m["content"]) for m in stub.requests[0]["messages"][1:]] == [("user", HOSTILE_PROMPT)]
     stub.script(Stream(["Again."]))
     response = await alice_async.post(send_url, {"prompt": "And again"}, headers=HTMX)
     assert response.status_code == 200, response.content
@@ -92,6 +95,11 @@ async def test_the_first_answer_streams_in_the_page_that_sent_it(stub, alice, al
     assert await Conversation.objects.filter(owner=alice).acount() == 1
     second = await conversation.messages.alatest("id")
     assert (await finished(second.pk)).status == "complete"
+    assert [(m["role"], m["content"]) for m in stub.requests[1]["messages"][1:]] == [
+        ("user", HOSTILE_PROMPT),
+        ("assistant", "Hello there."),
+        ("user", "And again"),
+    ]
 
 
 async def test_without_htmx_the_first_prompt_goes_to_the_conversations_page(stub, alice, alice_async):

@@ -1,16 +1,22 @@
 """The stream view: ordered frames with ids, replay from a cursor, and a
 generation that runs apart from any viewer."""
 
+import asyncio
 import json
 import logging
 
 import pytest
+from asgiref.sync import sync_to_async
 from asgiref.testing import ApplicationCommunicator
 from django.core.asgi import get_asgi_application
+from django.utils import timezone
 
-from chat.models import Generation, Message
+from chat import recorder, stream
+from chat.models import Conversation, Generation, Message
 from tests.conftest import finished, read_stream, send, texts
 from tests.openai_stub import Stream
+from tests.sse_client import parse
+from tests.test_tool_calls import calculator_round
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast")]
 
@@ -149,9 +155,66 @@ async def test_text_is_written_by_the_clock_never_by_the_token(delay, stub, alic
     stored = await finished(message.pk)
     assert stored.content == "tok " * tokens
     [line] = [json.loads(r.getMessage().removeprefix("answer ")) for r in caplog.records if r.getMessage().startswith("answer ")]
-    # The final save is two statements (the message and its generation).
+    # The final save is two statements (the message and its generation). One
+    # write per token would be 30 or 300 here.
     flushes = line["db_writes"] - 2
-    assert 1 <= flushes <= line["duration_s"] / settings.CHAT_FLUSH_INTERVAL + 1 < tokens / 4
+    assert 1 <= flushes <= line["duration_s"] / settings.CHAT_FLUSH_INTERVAL + 1
+
+
+async def test_answers_streaming_together_are_written_together(stub, alice, alice_async, settings, monkeypatch):
+    """One transaction writes every streaming answer of the process that has
+    unsaved text: the commits follow the clock, not the number of answers."""
+    settings.CHAT_FLUSH_INTERVAL = 0.1
+    batches: list[int] = []
+    update_rows = recorder._update_rows
+
+    def counted(rows):
+        batches.append(len(rows))
+        update_rows(rows)
+
+    monkeypatch.setattr(recorder, "_update_rows", counted)
+    tokens = 30
+    stub.script(*(Stream(["tok "] * tokens, delay=0.02) for _ in range(3)))
+    conversations = [await Conversation.objects.acreate(owner=alice, title=f"Chat {i}") for i in range(3)]
+    messages = await asyncio.gather(*(send(alice_async, c, "Count") for c in conversations))
+    stored = [await finished(m.pk) for m in messages]
+    assert [m.content for m in stored] == ["tok " * tokens] * 3
+    # ~0.6 s of tokens: about six batches for the three answers, not six each.
+    assert max(batches) == 3
+    assert len(batches) <= 0.6 / settings.CHAT_FLUSH_INTERVAL + 4
+
+
+async def test_a_batch_that_arrives_late_never_takes_an_answer_back(alice, conversation):
+    """The final save can overtake a batch already on its way to the database:
+    the batch must not write older text over it."""
+    message = await Message.objects.acreate(
+        conversation=conversation, role="assistant", status="complete", content="The whole answer.", last_seq=9
+    )
+    await sync_to_async(recorder._update_rows)([["The whole", 4, None, timezone.now(), message.pk]])
+    await message.arefresh_from_db()
+    assert (message.content, message.last_seq) == ("The whole answer.", 9)
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        [Stream(PARTS)],
+        [Stream(["Let me compute. "] + calculator_round("6 * 7"), finish_reason="tool_calls"), Stream(["It is 42."])],
+        [Stream(["Half an ans"], error="The model is overloaded")],
+    ],
+    ids=["text", "tool call", "error"],
+)
+async def test_the_last_frame_of_a_live_stream_is_the_stored_answer(script, stub, alice_async, conversation):
+    """The generation renders the finished answer once, into its terminal event.
+    It must be exactly what a stream that reads the answer back from the
+    database ends with (a reconnect after the log forgot it, a restart)."""
+    stub.script(*script)
+    message = await send(alice_async, conversation, "Go")
+    live = await read_stream(alice_async, message)
+    stored = await finished(message.pk)
+    [from_database] = parse(await stream._terminal_frame(await Message.objects.select_related("conversation").aget(pk=stored.pk)))
+    assert (live[-1].event, live[-1].id, live[-1].data) == (from_database.event, from_database.id, from_database.data)
+    assert live[-1].event == ("error" if stored.status == "error" else "done")
 
 
 async def test_a_long_backlog_arrives_with_its_text_joined_and_resumes_exactly(stub, alice_async, conversation):

@@ -63,13 +63,6 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
-# Tests reuse message ids across runs, and several runs may share one Redis:
-# until settings.py defines CHAT_REDIS_PREFIX (which appends its own token under
-# pytest), every test process gets keys of its own.
-def default_prefix() -> str:
-    return settings.CHAT_REDIS_PREFIX
-
-
 @dataclass
 class _Client:
     loop: asyncio.AbstractEventLoop
@@ -80,7 +73,7 @@ class _Client:
 class RedisEventLog:
     def __init__(self, url: str, prefix: str | None = None) -> None:
         self.url = url
-        self.prefix = default_prefix() if prefix is None else prefix
+        self.prefix = settings.CHAT_REDIS_PREFIX if prefix is None else prefix
         # A redis.asyncio client belongs to the event loop it first ran on;
         # tests run many loops, a server one.
         self._clients: dict[int, _Client] = {}

@@ -1,0 +1,45 @@
+"""The in-process event log: what a finished answer keeps for late readers."""
+
+import gc
+
+from chat.eventlog.memory import MemoryEventLog
+from chat.events import DONE, TEXT_DELTA, TOOL_START, Event
+
+EVENTS = [
+    Event(1, TEXT_DELTA, {"text": "Let me "}),
+    Event(2, TOOL_START, {"call_id": "c1", "name": "calculator", "arguments": "{}"}),
+    Event(3, TEXT_DELTA, {"text": "see: <b>"}),
+    Event(4, DONE, {"status": "complete", "reason": "", "html": "<p>Let me see.</p>"}),
+]
+
+
+async def finished_log() -> MemoryEventLog:
+    log = MemoryEventLog()
+    for event in EVENTS:
+        await log.publish(7, event)
+    await log.finish(7)
+    return log
+
+
+async def test_a_finished_answer_is_read_back_exactly_from_any_cursor():
+    log = await finished_log()
+    for cursor in range(len(EVENTS) + 1):
+        assert await log.read_after(7, cursor, 0) == EVENTS[cursor:]
+
+
+async def test_a_finished_answer_leaves_nothing_for_the_garbage_collector_to_walk():
+    """Full collections pause every stream; the events of the finished answers of
+    the last minutes must not lengthen them."""
+    log = await finished_log()
+    kept = log._answers[7]
+    assert kept.events == []
+    assert kept.finished and not any(gc.is_tracked(raw) for raw in kept.finished)
+
+
+async def test_a_new_attempt_after_the_end_starts_the_log_again():
+    """Continue: the new events follow; readers from before fall back to the database."""
+    log = await finished_log()
+    more = Event(5, TEXT_DELTA, {"text": " More."})
+    await log.publish(7, more)
+    assert await log.read_after(7, 4, 0) == [more]
+    assert await log.read_after(7, 0, 0) == []
