@@ -87,7 +87,7 @@ def _page(request: HttpRequest, current: Conversation | None) -> HttpResponse:
     return render(
         request,
         "chat/page.html",
-        {"conversations": conversations, "current": current, "messages": messages},
+        {"conversations": conversations, "sidebar_size": SIDEBAR_SIZE, "current": current, "messages": messages},
     )
 
 

@@ -189,11 +189,14 @@
   });
 
   // The first answer of a new chat puts its conversation at the top of the list,
-  // marked current: the list is no longer empty, and no other item is current.
+  // marked current: the list is no longer empty, no other item is current, and
+  // a full list drops its oldest item, as a reload would show it.
   document.addEventListener("htmx:oobAfterSwap", function (evt) {
     var list = evt.detail.target;
     if (!list.matches(".conversations")) return;
     list.querySelectorAll(".empty").forEach(function (item) { item.remove(); });
+    list.querySelectorAll(".conversation:nth-child(n+" + (Number(list.dataset.size) + 1) + ")")
+      .forEach(function (item) { item.remove(); });
     list.querySelectorAll(".conversation.current:not(:first-child)").forEach(function (item) {
       item.classList.remove("current");
       item.querySelector("a").removeAttribute("aria-current");

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from chat.views import SIDEBAR_SIZE
 from tests.browser.conftest import SCREENSHOTS
 from tests.openai_stub import Stream
 
@@ -97,3 +98,41 @@ def test_rename_and_delete_conversations(chat, openai_stub_server):
     assert chat.conversation_ids() == earlier
     if not earlier:
         assert page.locator(".conversations .empty").is_visible()
+
+
+def test_a_full_list_keeps_its_size_when_a_chat_starts(open_chat, live_server_factory, openai_stub_server):
+    """The list shows the newest SIDEBAR_SIZE conversations. A new chat joins it
+    without a page load; the oldest item leaves, so the list is what a reload shows."""
+    live = live_server_factory()
+    # Its own user, so the other tests' conversations do not change the count.
+    live.manage(
+        "shell",
+        "-c",
+        "from datetime import timedelta\n"
+        "from django.contrib.auth import get_user_model\n"
+        "from django.utils import timezone\n"
+        "from chat.models import Conversation\n"
+        "user = get_user_model().objects.filter(username='many').first()"
+        " or get_user_model().objects.create_user('many', password='many-password')\n"
+        "user.conversations.all().delete()\n"
+        f"for n in range({SIDEBAR_SIZE}):\n"
+        "    Conversation.objects.create(owner=user, title=f'Old chat {n}',"
+        " updated_at=timezone.now() - timedelta(days=n + 1))\n",
+    )
+    chat = open_chat(username="many", password="many-password", server=live)
+    page = chat.page
+    items = page.locator(".conversations .conversation")
+    assert items.count() == SIDEBAR_SIZE
+    assert items.last.locator(".conv-title").inner_text() == f"Old chat {SIDEBAR_SIZE - 1}"
+
+    openai_stub_server.script(Stream(["Fine."]))
+    chat.send("A chat that fills the list")
+    page.wait_for_url(re.compile(r"/c/\d+/$"))
+    chat.wait_status("complete")
+    shown = [item.get_attribute("id") for item in items.all()]
+    assert len(shown) == SIDEBAR_SIZE
+    assert items.first.locator(".conv-title").inner_text() == "A chat that fills the list"
+    assert items.last.locator(".conv-title").inner_text() == f"Old chat {SIDEBAR_SIZE - 2}"
+
+    page.reload()
+    assert [item.get_attribute("id") for item in items.all()] == shown
