@@ -141,16 +141,17 @@ def _markdown(text: str) -> str:
 
 
 def message_context(message: Message, tool_calls: list[ToolCall] | None = None) -> dict:
-    assistant = message.role == Message.Role.ASSISTANT
+    if message.role != Message.Role.ASSISTANT:
+        # A prompt has no actions: no URLs to build (five reverses per message).
+        return {"m": message, "segments": [], "user_text": message.content}
     if tool_calls is None:
         # Only events up to last_seq are shown: an answer with none has no cards.
-        tool_calls = list(message.tool_calls.all()) if assistant and message.last_seq else []
-    conversation_id = message.conversation_id
-    args = [conversation_id, message.pk]
+        tool_calls = list(message.tool_calls.all()) if message.last_seq else []
+    args = [message.conversation_id, message.pk]
     return {
         "m": message,
-        "segments": message_segments(message, tool_calls) if assistant else [],
-        "user_text": message.content if message.role == Message.Role.USER else "",
+        "segments": message_segments(message, tool_calls),
+        "user_text": "",
         "stream_url": reverse("chat-stream", args=args) + f"?after={message.last_seq}",
         "stop_url": reverse("chat-stop", args=args),
         "continue_url": reverse("chat-continue", args=args),
@@ -158,7 +159,7 @@ def message_context(message: Message, tool_calls: list[ToolCall] | None = None) 
         "feedback_url": reverse("chat-feedback", args=args),
         # Asked for only where the page shows it: a finished answer. A missing
         # reverse one-to-one raises an AttributeError subclass.
-        "feedback": getattr(message, "feedback", None) if assistant and not message.is_streaming else None,
+        "feedback": getattr(message, "feedback", None) if not message.is_streaming else None,
     }
 
 

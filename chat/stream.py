@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Iterator
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
@@ -20,6 +19,7 @@ from chat.events import ERROR as sse_error
 from chat.events import TEXT_DELTA, Event
 from chat.eventlog import get_event_log
 from chat.liveness import interrupt_if_stale
+from chat.login import login_required
 from chat.models import Message, Status
 from chat.rendering import event_fragment, render_message, terminal_event_type, text_fragment
 from chat.views import amessage_for_owner

@@ -4,7 +4,6 @@ through the owner-checking helpers below first: another user's object is a 404."
 from collections.abc import Callable
 
 from asgiref.sync import async_to_sync
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import aget_object_or_404, get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -16,6 +15,7 @@ from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retar
 from chat import answers
 from chat.eventlog import get_event_log
 from chat.liveness import interrupt_if_stale
+from chat.login import login_required
 from chat.models import Conversation, Feedback, Message, Status
 from chat.rendering import message_context, render_message
 

@@ -127,11 +127,11 @@ if REDIS_URL:
     except ValueError as exc:
         raise ImproperlyConfigured(f"REDIS_URL is not usable: {exc}") from None
 # Sessions: one process (no REDIS_URL) keeps them in its memory in front of the
-# database, which saves a query per request. Several processes read them from
-# the database: a memory cache per process would still accept a session that
-# another process has logged out.
+# database, which saves a query per request (chat/sessions.py). Several processes
+# read them from the database: a memory cache per process would still accept a
+# session that another process has logged out.
 if not REDIS_URL:
-    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    SESSION_ENGINE = "chat.sessions"
 # Every key of the event log starts with this, so several sites can share one Redis.
 CHAT_REDIS_PREFIX = env_str("CHAT_REDIS_PREFIX", "chat")
 if TESTING:

@@ -1,5 +1,6 @@
 """The in-process event log: what a finished answer keeps for late readers."""
 
+import asyncio
 import gc
 
 from chat.eventlog.memory import MemoryEventLog
@@ -43,3 +44,24 @@ async def test_a_new_attempt_after_the_end_starts_the_log_again():
     await log.publish(7, more)
     assert await log.read_after(7, 4, 0) == [more]
     assert await log.read_after(7, 0, 0) == []
+
+
+async def test_finished_answers_and_unknown_ones_leave_after_the_ttl(settings):
+    """Kept for late readers for CHAT_EVENT_LOG_TTL, then dropped, as is the entry
+    a reader makes for an answer this log never saw (finished before a restart)."""
+    settings.CHAT_EVENT_LOG_TTL = 0.05
+    log = await finished_log()
+    assert await log.read_after(8, 0, 0) == []  # an answer the log never saw
+    await asyncio.sleep(0.1)
+    await log.publish(9, EVENTS[0])  # a new answer sweeps
+    assert set(log._answers) == {9}
+
+
+async def test_an_answer_that_streams_again_is_not_dropped_by_its_old_expiry(settings):
+    settings.CHAT_EVENT_LOG_TTL = 0.05
+    log = await finished_log()
+    more = Event(5, TEXT_DELTA, {"text": " More."})
+    await log.publish(7, more)  # Continue, still streaming past the first expiry
+    await asyncio.sleep(0.1)
+    await log.publish(9, EVENTS[0])
+    assert await log.read_after(7, 4, 0) == [more]

@@ -119,9 +119,8 @@ async def test_the_served_app_answers_as_plain_django(django_user_model):
     assert inline[-1][1]["location"].startswith("/accounts/login/")
 
 
-async def test_a_request_makes_few_trips_to_a_thread(monkeypatch):
-    """The point of the inline hooks: a page that needs no database makes three
-    trips (the request signals and the sync view), not one per middleware hook."""
+def _count_trips(monkeypatch) -> list[str]:
+    """The functions sent to a thread from now on, by name, in order."""
     trips = []
     call = SyncToAsync.__call__
 
@@ -130,8 +129,37 @@ async def test_a_request_makes_few_trips_to_a_thread(monkeypatch):
         return await call(self, *args, **kwargs)
 
     monkeypatch.setattr(SyncToAsync, "__call__", counted)
+    return trips
+
+
+async def test_a_request_makes_few_trips_to_a_thread(monkeypatch):
+    """The point of the inline hooks: a page that needs no database makes three
+    trips (the request signals and the sync view), not one per middleware hook."""
+    trips = _count_trips(monkeypatch)
     status, *_ = await Browser(served).request("GET", "/accounts/login/")
     assert status == 200
     served_trips, trips[:] = list(trips), []
     await Browser(ASGIHandler()).request("GET", "/accounts/login/")
     assert len(served_trips) <= 4 < 10 <= len(trips), (served_trips, trips)
+
+
+async def test_a_logged_in_async_view_makes_no_trip_but_its_own_queries(monkeypatch, settings, django_user_model):
+    """Stop, a POST to an async view as the page sends it: the request signals,
+    the user and the message lookups. The login check and the session read (in
+    this process's memory) run on the event loop."""
+    from chat.models import Conversation, Message, Status
+
+    user = await django_user_model.objects.acreate_user("pat", password="pat-password")
+    conversation = await Conversation.objects.acreate(owner=user, title="A chat")
+    answer = await Message.objects.acreate(conversation=conversation, role=Message.Role.ASSISTANT, status=Status.COMPLETE)
+    browser = Browser(served)
+    token = await browser.csrf_token()
+    await browser.request("POST", "/accounts/login/", {"username": "pat", "password": "pat-password", "csrfmiddlewaretoken": token})
+    trips = _count_trips(monkeypatch)
+    form = {"csrfmiddlewaretoken": browser.cookies["csrftoken"]}
+    status, headers, *_ = await browser.request("POST", f"/c/{conversation.pk}/m/{answer.pk}/stop/", form)
+    assert (status, headers.get("location")) == (302, f"/c/{conversation.pk}/")
+    expected = ["Signal.asend.<locals>.sync_send", "QuerySet.get", "QuerySet.get", "HttpResponseBase.close"]
+    if settings.SESSION_ENGINE != "chat.sessions":  # several processes: sessions in the database
+        expected.append("QuerySet.get")
+    assert sorted(trips) == sorted(expected), trips

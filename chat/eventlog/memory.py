@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -59,18 +60,33 @@ def _resolve(future: asyncio.Future) -> None:
 class MemoryEventLog:
     def __init__(self) -> None:
         self._answers: dict[int, _Answer] = {}
+        # (expires_at, message_id) in the order the times were set: a sweep looks
+        # only at the front, so starting an answer does not walk the finished
+        # answers of the last minutes (thousands on a busy server).
+        self._expiries: deque[tuple[float, int]] = deque()
 
     def _answer(self, message_id: int) -> _Answer:
         answer = self._answers.get(message_id)
         if answer is None:
             self._sweep()
             answer = self._answers[message_id] = _Answer()
+            # A reader of an answer this log never saw (it finished before a
+            # restart) must not leave an entry behind forever; publish clears it.
+            self._expire_later(message_id, answer)
         return answer
+
+    def _expire_later(self, message_id: int, answer: _Answer) -> None:
+        answer.expires_at = time.monotonic() + settings.CHAT_EVENT_LOG_TTL
+        self._expiries.append((answer.expires_at, message_id))
 
     def _sweep(self) -> None:
         now = time.monotonic()
-        for message_id in [k for k, a in self._answers.items() if a.expires_at and a.expires_at < now]:
-            del self._answers[message_id]
+        while self._expiries and self._expiries[0][0] < now:
+            expires_at, message_id = self._expiries.popleft()
+            answer = self._answers.get(message_id)
+            # Published again since (no expiry), or finished again (a later one).
+            if answer is not None and answer.expires_at == expires_at:
+                del self._answers[message_id]
 
     async def publish(self, message_id: int, event: Event) -> None:
         answer = self._answer(message_id)
@@ -113,7 +129,7 @@ class MemoryEventLog:
 
     async def finish(self, message_id: int) -> None:
         answer = self._answer(message_id)
-        answer.expires_at = time.monotonic() + settings.CHAT_EVENT_LOG_TTL
+        self._expire_later(message_id, answer)
         answer.finished = [event.to_json() for event in answer.events]
         answer.events = []
 

@@ -1,0 +1,17 @@
+"""`login_required` for this app's views, sync and async."""
+
+from asgiref.sync import iscoroutinefunction
+from django.contrib.auth import decorators
+
+
+async def _is_authenticated(user) -> bool:
+    return user.is_authenticated
+
+
+def login_required(view):
+    """Django's decorator, except that for an async view the check runs on the
+    event loop: Django's runs its test function in a thread, a round trip per
+    request (two per answer: the POST and its stream) for one attribute read."""
+    if iscoroutinefunction(view):
+        return decorators.user_passes_test(_is_authenticated)(view)
+    return decorators.login_required(view)
