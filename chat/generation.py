@@ -222,14 +222,7 @@ class Answer:
         idle = settings.CHAT_IDLE_TIMEOUT
         loop = asyncio.get_running_loop()
         try:
-            async with get_client().chat.completions.with_streaming_response.create(
-                model=settings.CHAT_MODEL,
-                messages=messages,
-                tools=tools or openai.omit,
-                stream=True,
-                stream_options={"include_usage": True},
-                max_tokens=settings.CHAT_MAX_TOKENS,
-            ) as response:
+            async with provider_stream.completion(get_client(), _request_body(messages, tools)) as response:
                 # The idle timeout: at least `idle` seconds without a chunk, at
                 # most a quarter more. The timer moves only when the deadline comes
                 # within `idle`, not once per token.
@@ -473,6 +466,20 @@ def _tune_collector() -> None:
         _collector_tuned = True
         gc.freeze()
         gc.set_threshold(10_000, 10, 10)
+
+
+def _request_body(messages: list[dict], tools: list[dict]) -> dict:
+    """One chat-completions request, as the provider reads it."""
+    body = {
+        "model": settings.CHAT_MODEL,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": settings.CHAT_MAX_TOKENS,
+    }
+    if tools:
+        body["tools"] = tools
+    return body
 
 
 def _count(value) -> int:

@@ -79,3 +79,16 @@ async def test_the_token_limit_stops_the_answer_and_continue_goes_on(stub, alice
     stored = await Message.objects.aget(pk=message.pk)
     assert stored.content == "Cut at the limit."
     assert stored.status == "complete"
+
+
+async def test_a_failure_before_the_answer_starts_is_retried(stub, alice_async, conversation, settings):
+    """CHAT_MAX_RETRIES: the client tries again while nothing has been streamed,
+    with the same request; the user sees one answer."""
+    settings.CHAT_MAX_RETRIES = 1
+    stub.script(Status(503, "Overloaded, try again"), Stream(["Second ", "try."]))
+    message = await send(alice_async, conversation, "Tell me something")
+    frames = await read_stream(alice_async, message)
+    assert frames[-1].event == "done"
+    assert texts(frames) == "Second try."
+    assert len(stub.requests) == 2 and stub.requests[0] == stub.requests[1]
+    assert stub.requests[0]["tools"] and stub.requests[0]["max_tokens"] == settings.CHAT_MAX_TOKENS

@@ -10,21 +10,16 @@ import pytest
 from chat.provider_stream import chunks
 
 
-class _Response:
-    """What `with_streaming_response` yields: the body is in `http_response`."""
+def _response(pieces: list[bytes]) -> httpx2.Response:
+    async def body():
+        for piece in pieces:
+            yield piece
 
-    def __init__(self, pieces: list[bytes]) -> None:
-        async def body():
-            for piece in pieces:
-                yield piece
-
-        self.http_response = httpx2.Response(
-            200, content=body(), request=httpx2.Request("POST", "http://provider.invalid/v1/chat/completions")
-        )
+    return httpx2.Response(200, content=body(), request=httpx2.Request("POST", "http://provider.invalid/v1/chat/completions"))
 
 
 async def _read(pieces: list[bytes]) -> list[dict]:
-    return [chunk async for chunk in chunks(_Response(pieces))]
+    return [chunk async for chunk in chunks(_response(pieces))]
 
 
 def _data(obj: dict, newline: bytes = b"\n") -> bytes:
