@@ -66,6 +66,8 @@ async def _run(generation: Generation, earlier: list[Message] | None) -> None:
         try:
             await Answer(generation, earlier).run()
         except BaseException:
+            # The final save releases the thread's connection in its own trip
+            # (_store_end); an answer that failed before or during it, here.
             await sync_to_async(close_old_connections)()
             raise
 
@@ -379,6 +381,28 @@ class Answer:
         thread: the rows, then the answer rendered as every viewer's terminal frame
         shows it (once, not once per viewer). Returns the statements that wrote,
         and the HTML (None if it could not be rendered: viewers render their own)."""
+        try:
+            writes = self._save_end(outcome, now)
+            html = self._render_end(now)
+        finally:
+            # The generation is done with its thread's connection (rendering may
+            # still read feedback): kept or closed as at the end of a request, in
+            # this trip rather than one more.
+            close_old_connections()
+        return writes, html
+
+    def _render_end(self, now) -> str | None:
+        for call in self.tool_calls:
+            if call.state == ToolCall.State.RUNNING:  # as _save_end stored it
+                call.state, call.error, call.finished_at = ToolCall.State.ERROR, UNFINISHED_TOOL, now
+        try:
+            return render_message(self.message, tool_calls=self.tool_calls)
+        except Exception:
+            logger.exception("rendering the finished answer failed message=%s", self.message_id)
+            return None
+
+    def _save_end(self, outcome: Outcome, now) -> int:
+        """The rows, in one transaction; the statements that wrote."""
         message = self.message
         with transaction.atomic():
             message.save(
@@ -404,16 +428,7 @@ class Answer:
                     state=ToolCall.State.ERROR, error=UNFINISHED_TOOL, finished_at=now
                 )
                 writes += 1
-        for call in self.tool_calls:
-            if call.state == ToolCall.State.RUNNING:
-                call.state, call.error, call.finished_at = ToolCall.State.ERROR, UNFINISHED_TOOL, now
-        try:
-            html = render_message(message, tool_calls=self.tool_calls)
-        except Exception:
-            logger.exception("rendering the finished answer failed message=%s", message.pk)
-            html = None
-        close_old_connections()
-        return writes, html
+        return writes
 
     async def _finish(self, outcome: Outcome) -> None:
         now = timezone.now()

@@ -215,10 +215,11 @@ class _Writer:
             await self._write_due()
 
     async def _write_due(self) -> None:
-        # Every answer with unsaved text goes now, and every heartbeat that would
-        # fall due before the next batch: one commit instead of several.
+        # Every write that would fall due before the next batch goes now: each
+        # answer with unsaved text (it is due within an interval of its first
+        # change) and each heartbeat that close. One commit instead of several.
         soon = time.monotonic() + settings.CHAT_FLUSH_INTERVAL
-        batch = [r for r in self.recorders if r._unsaved_since is not None or r.due() <= soon]
+        batch = [r for r in self.recorders if r.due() <= soon]
         try:
             await _write(batch)
         except Exception:

@@ -12,6 +12,7 @@ from django.core.asgi import get_asgi_application
 from django.utils import timezone
 
 from chat import recorder, stream
+from chat.eventlog import get_event_log
 from chat.models import Conversation, Generation, Message
 from tests.conftest import finished, read_stream, send, texts
 from tests.openai_stub import Stream
@@ -215,6 +216,9 @@ async def test_the_last_frame_of_a_live_stream_is_the_stored_answer(script, stub
     [from_database] = parse(await stream._terminal_frame(await Message.objects.select_related("conversation").aget(pk=stored.pk)))
     assert (live[-1].event, live[-1].id, live[-1].data) == (from_database.event, from_database.id, from_database.data)
     assert live[-1].event == ("error" if stored.status == "error" else "done")
+    # And the live frame is the generation's rendering, not the database fallback.
+    [terminal] = [e for e in await get_event_log().read_after(stored.pk, 0, 0) if e.is_terminal]
+    assert terminal.data["html"] == live[-1].data
 
 
 async def test_a_long_backlog_arrives_with_its_text_joined_and_resumes_exactly(stub, alice_async, conversation):
