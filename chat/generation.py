@@ -8,7 +8,6 @@ event log with the next sequence number; the text goes to the database in batche
 
 import asyncio
 import contextvars
-import gc
 import json
 import logging
 import time
@@ -22,7 +21,8 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from chat import events, provider_stream
-from chat.db_threads import shared_context
+from chat.serving import collector
+from chat.serving.db_threads import shared_context
 from chat.eventlog import get_event_log
 from chat.events import Event
 from chat.history import build_messages, load_history
@@ -39,8 +39,6 @@ UNFINISHED_TOOL = "The answer ended before the tool finished."
 # Running generations of this process, so they are not garbage-collected and
 # tests can wait for them.
 _running: dict[int, asyncio.Task] = {}
-# See _tune_collector().
-_collector_tuned = False
 
 
 def start(generation: Generation, earlier: list[Message] | None = None) -> asyncio.Task:
@@ -459,28 +457,7 @@ class Answer:
         except Exception:
             logger.warning("event log finish failed message=%s", self.message_id, exc_info=True)
         _log_outcome(message, self, outcome)
-        _tune_collector()
-
-
-def _tune_collector() -> None:
-    """After the first answer of the process, tune the garbage collector for a
-    server that streams:
-
-    - move everything alive into its permanent generation. By then the imports,
-      URL resolvers, templates and the model client's types exist (~155,000
-      objects): a full collection no longer walks them, so it no longer pauses
-      the event loop, and every stream with it, for 80-450 ms. Objects frozen are
-      still freed by reference counting; only cycles among them are never collected.
-    - collect the young generation every 10,000 allocations instead of 700. Every
-      token keeps a few objects alive until its answer ends, so young collections
-      mostly walk survivors: at 100 answers of 500 tokens they took 2.6 s of CPU in
-      a minute of streaming, against 0.45 s, and full collections (40-55 ms pauses)
-      no longer came at all (measured with levels of bench/run.py)."""
-    global _collector_tuned
-    if not _collector_tuned:
-        _collector_tuned = True
-        gc.freeze()
-        gc.set_threshold(10_000, 10, 10)
+        collector.tune_once_warm()
 
 
 def _request_body(messages: list[dict], tools: list[dict]) -> dict:

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from chat.db_threads import shared_context
+from chat.serving.db_threads import shared_context
 from chat.models import Message
 
 logger = logging.getLogger("chat.recorder")

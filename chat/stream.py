@@ -19,7 +19,7 @@ from chat.events import ERROR as sse_error
 from chat.events import TEXT_DELTA, Event
 from chat.eventlog import get_event_log
 from chat.liveness import interrupt_if_stale
-from chat.login import login_required
+from chat.serving.login import login_required
 from chat.models import Message, Status
 from chat.rendering import event_fragment, render_message, terminal_event_type, text_fragment
 from chat.views import amessage_for_owner
@@ -126,14 +126,8 @@ def _joined(run: list[Event]) -> Event:
 
 
 def _event_frame(message_id: int, event: Event) -> str:
-    """sse.frame() of the event's fragment. Text, the event sent per token, takes
-    a shortcut: its fragment is escaped, carriage returns included, so unless it
-    holds a newline it is one data line, written without splitting into lines."""
     if event.type == TEXT_DELTA:
-        payload = text_fragment(event.data.get("text", ""))
-        if "\n" not in payload:
-            return f"id: {event.seq}\nevent: {TEXT_DELTA}\ndata: {payload}\n\n"
-        return sse.frame(TEXT_DELTA, payload, id=event.seq)
+        return sse.frame(TEXT_DELTA, text_fragment(event.data.get("text", "")), id=event.seq)
     return sse.frame(event.type, event_fragment(message_id, event), id=event.seq)
 
 

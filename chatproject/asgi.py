@@ -1,17 +1,13 @@
 import os
 
-import django
+from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
-django.setup(set_prefix=False)
+application = get_asgi_application()
 
 from django.conf import settings  # noqa: E402
 
-from chat.db_threads import SharedDatabaseThreads  # noqa: E402
-from chat.inline_middleware import InlineMiddlewareASGIHandler  # noqa: E402
-
-# Django's ASGI handler, with the middleware hooks that need no thread run inline.
-application = InlineMiddlewareASGIHandler()
+from chat.serving.db_threads import SharedDatabaseThreads  # noqa: E402
 
 if settings.SERVE_STATIC:
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler

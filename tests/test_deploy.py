@@ -205,3 +205,18 @@ async def test_the_stream_carries_the_policy(stub, alice_async, conversation):
     assert response["X-Content-Type-Options"] == "nosniff"
     assert "Content-Encoding" not in response
     b"".join([chunk async for chunk in response.streaming_content])
+
+
+def test_check_deploy_warns_without_the_security_middleware():
+    """Django's own checks for these are silenced (they want its exact paths):
+    ours must still catch the middleware missing."""
+    script = (
+        "import django; from django.conf import settings; django.setup(); "
+        "settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if not m.endswith("
+        "('.SecurityMiddleware', '.XFrameOptionsMiddleware', '.CsrfViewMiddleware'))]; "
+        "from django.core.management import call_command; "
+        "call_command('check', deploy=True, fail_level='WARNING')"
+    )
+    result = run(["-c", script], PRODUCTION)
+    assert result.returncode == 1
+    assert result.stderr.count("chat.W001") == 3, result.stderr

@@ -1,16 +1,21 @@
 """The application daphne serves (chatproject.asgi: Django's middleware with its
-hooks run inline, ORM calls on shared threads) answers exactly as Django's plain
-ASGI handler does: the same statuses, security headers, cookies, CSRF refusals,
-sessions and admin messages."""
+hooks run on the event loop, ORM calls on shared threads) answers exactly as
+Django's plain ASGI handler with Django's own middleware does: the same statuses,
+security headers, cookies, CSRF refusals, sessions and admin messages."""
 
+import hashlib
+import inspect
 from http.cookies import SimpleCookie
 
+import django
 import pytest
 from asgiref.sync import SyncToAsync
 from asgiref.testing import ApplicationCommunicator
 from django.core.handlers.asgi import ASGIHandler
+from django.test import override_settings
+from django.utils.deprecation import MiddlewareMixin
 
-from chat.inline_middleware import INLINE
+from chat.serving.middleware import ON_THE_LOOP, VERIFIED_ON
 from chatproject.asgi import application as served
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,6 +41,7 @@ class Browser:
             headers.append((b"cookie", "; ".join(f"{k}={v}" for k, v in self.cookies.items()).encode()))
         if form is not None:
             headers.append((b"content-type", b"application/x-www-form-urlencoded"))
+            headers.append((b"content-length", str(len(body)).encode()))
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
@@ -97,15 +103,55 @@ async def _journey(app, admin_user) -> list:
     return seen
 
 
-async def test_every_django_middleware_in_the_settings_has_an_inline_twin(settings):
-    assert set(INLINE) <= set(settings.MIDDLEWARE)
-    inline_paths = [INLINE.get(path, path) for path in settings.MIDDLEWARE]
-    assert [p for p in inline_paths if p.startswith("django.")] == [], "a Django middleware would still hop to a thread"
+def _django_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__name__}"
 
 
-async def test_the_served_app_answers_as_plain_django(django_user_model):
+# The source of each Django class whose hooks chat/serving/middleware.py runs on
+# the event loop, as read when that was verified (and of the mixin whose
+# thread-hopping `__call__` it replaces).
+VERIFIED_SOURCES = {
+    "django.utils.deprecation.MiddlewareMixin": "719062a110865f71",
+    "django.middleware.security.SecurityMiddleware": "7c0daafdd127de47",
+    "django.contrib.sessions.middleware.SessionMiddleware": "81dfc7bdab259429",
+    "django.middleware.common.CommonMiddleware": "0a9411bc1510a38c",
+    "django.middleware.csrf.CsrfViewMiddleware": "461e7a1110dea43f",
+    "django.contrib.auth.middleware.AuthenticationMiddleware": "016788fb7214c6ed",
+    "django.contrib.messages.middleware.MessageMiddleware": "68bbf99a11d6e87e",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware": "b005c3dcd16801e1",
+}
+
+
+def _plain_django_middleware(settings_middleware: list[str]) -> list[str]:
+    """The settings' middleware with Django's own class for each of ours."""
+    ours = {_django_path(cls): _django_path(cls.__mro__[2]) for cls in ON_THE_LOOP}
+    return [ours.get(path, path) for path in settings_middleware]
+
+
+def test_the_hooks_run_on_the_loop_are_the_ones_verified():
+    """Fails on a Django upgrade that changes what these middleware do: read the
+    new source, check that each hook still only reads and writes the request and
+    response (or goes to a thread where it saves), then update the fingerprints
+    and VERIFIED_ON."""
+    assert django.VERSION[:2] == VERIFIED_ON, f"chat/serving/middleware.py was verified on Django {VERIFIED_ON}"
+    seen = {
+        _django_path(cls): hashlib.sha256(inspect.getsource(cls).encode()).hexdigest()[:16]
+        for cls in [MiddlewareMixin, *(c.__mro__[2] for c in ON_THE_LOOP)]
+    }
+    assert seen == VERIFIED_SOURCES
+
+
+async def test_every_django_middleware_in_the_settings_runs_on_the_loop(settings):
+    assert [p for p in settings.MIDDLEWARE if p.startswith("django.")] == [], "a Django middleware would hop to a thread"
+    for cls in ON_THE_LOOP:
+        assert (cls.async_capable, cls.sync_capable) == (True, False)
+        assert _django_path(cls) in settings.MIDDLEWARE
+
+
+async def test_the_served_app_answers_as_plain_django(django_user_model, settings):
     admin_user = await django_user_model.objects.acreate_superuser("boss", "boss@example.com", "boss-password")
-    plain = await _journey(ASGIHandler(), admin_user)
+    with override_settings(MIDDLEWARE=_plain_django_middleware(settings.MIDDLEWARE)):
+        plain = await _journey(ASGIHandler(), admin_user)
     await django_user_model.objects.filter(pk=admin_user.pk).aupdate(first_name="")
     inline = await _journey(served, admin_user)
 
@@ -132,14 +178,15 @@ def _count_trips(monkeypatch) -> list[str]:
     return trips
 
 
-async def test_a_request_makes_few_trips_to_a_thread(monkeypatch):
+async def test_a_request_makes_few_trips_to_a_thread(monkeypatch, settings):
     """The point of the inline hooks: a page that needs no database makes three
     trips (the request signals and the sync view), not one per middleware hook."""
     trips = _count_trips(monkeypatch)
     status, *_ = await Browser(served).request("GET", "/accounts/login/")
     assert status == 200
     served_trips, trips[:] = list(trips), []
-    await Browser(ASGIHandler()).request("GET", "/accounts/login/")
+    with override_settings(MIDDLEWARE=_plain_django_middleware(settings.MIDDLEWARE)):
+        await Browser(ASGIHandler()).request("GET", "/accounts/login/")
     assert len(served_trips) <= 4 < 10 <= len(trips), (served_trips, trips)
 
 
@@ -160,6 +207,19 @@ async def test_a_logged_in_async_view_makes_no_trip_but_its_own_queries(monkeypa
     status, headers, *_ = await browser.request("POST", f"/c/{conversation.pk}/m/{answer.pk}/stop/", form)
     assert (status, headers.get("location")) == (302, f"/c/{conversation.pk}/")
     expected = ["Signal.asend.<locals>.sync_send", "QuerySet.get", "QuerySet.get", "HttpResponseBase.close"]
-    if settings.SESSION_ENGINE != "chat.sessions":  # several processes: sessions in the database
+    if settings.SESSION_ENGINE != "chat.serving.sessions":  # several processes: sessions in the database
         expected.append("QuerySet.get")
     assert sorted(trips) == sorted(expected), trips
+
+
+async def test_a_multipart_or_large_body_is_checked_for_csrf_in_a_thread(monkeypatch):
+    """Parsing a multipart body may write temporary files, and a large form takes
+    long: the CSRF check that reads them does not run on the event loop."""
+    browser = Browser(served)
+    token = await browser.csrf_token()
+    trips = _count_trips(monkeypatch)
+    await browser.request("POST", "/accounts/login/", {"csrfmiddlewaretoken": token, "username": "x" * 70_000})
+    assert "CsrfViewMiddleware.process_view" in trips
+    trips[:] = []
+    await browser.request("POST", "/accounts/login/", {"csrfmiddlewaretoken": token, "username": "pat"})
+    assert "CsrfViewMiddleware.process_view" not in trips

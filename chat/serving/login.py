@@ -1,4 +1,7 @@
-"""`login_required` for this app's views, sync and async."""
+"""`login_required` for this app's views, sync and async.
+
+What would let it go: Django's decorator checking an async view's user on the
+event loop (its check is a plain function, so Django sends it to a thread)."""
 
 from asgiref.sync import iscoroutinefunction
 from django.contrib.auth import decorators
