@@ -34,7 +34,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 try:
     from chat.openai_wire import DONE, finish_chunk, role_chunk, sse, text_chunk, tool_call_chunk, usage_chunk
@@ -45,6 +45,9 @@ except ModuleNotFoundError:  # run without the project root on sys.path (e.g. py
 __all__ = ["OpenAIStub", "Stream", "ToolCallPart", "Timed", "Status", "Reply"]
 
 CHAT_PATH = "/v1/chat/completions"
+# Connections waiting to be accepted: the benchmark opens hundreds within a
+# second, and a full queue drops a connection for a second (SYN retry).
+BACKLOG = 4096
 
 
 # --------------------------------------------------------------------------- replies
@@ -98,11 +101,17 @@ class Timed:
     (no drift from accumulated sleeps). Each chunk carries a top-level float
     ``"emitted_at": time.time()`` taken just before it is written. Then finish
     "stop", usage (10, tokens) and [DONE].
+
+    ``stamp=True``: the time rides in the text instead, for a client at the far
+    end of a relay that forwards text, not the chunk's JSON (the benchmark):
+    chunk ``i`` says ``t=<time.time()>;``, the first ``r=<request
+    arrival>;t=<time.time()>;`` (six decimals). ``text`` is not used then.
     """
 
     tokens: int
     rate: float
     text: str = "tok "
+    stamp: bool = False
 
     def __post_init__(self) -> None:
         if self.rate <= 0:
@@ -183,7 +192,9 @@ class OpenAIStub:
         self.base_url: str = ""
         self.port: int = 0
         self.requests: list[dict] = []
-        self.default: Reply | None = None
+        # The reply when nothing is scripted: a Reply, or a function of the
+        # request's body that returns one.
+        self.default: Reply | Callable[[dict], Reply | None] | None = None
         self.disconnects: int = 0
         self.disconnected = threading.Event()
         self._queue: collections.deque[Reply] = collections.deque()
@@ -209,7 +220,7 @@ class OpenAIStub:
             try:
                 try:
                     self._server = loop.run_until_complete(
-                        asyncio.start_server(self._handle, "127.0.0.1", 0, limit=1 << 20)
+                        asyncio.start_server(self._handle, "127.0.0.1", 0, limit=1 << 20, backlog=BACKLOG)
                     )
                 except BaseException as exc:  # pragma: no cover - startup failure
                     failure.append(exc)
@@ -296,7 +307,8 @@ class OpenAIStub:
             self.requests.append(body)
             if self._queue:
                 return self._queue.popleft()
-            return self.default
+            default = self.default
+        return default(body) if callable(default) else default
 
     def _note_disconnect(self) -> None:
         with self._lock:
@@ -402,6 +414,7 @@ class OpenAIStub:
     # ---------------------------------------------------------------- streaming
 
     async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reply: Stream | Timed, request: dict) -> None:
+        arrival = time.time()  # the request has been read (Timed(stamp=True) reports it)
         n = next(self._ids)
         chunk_id, model = f"chatcmpl-stub-{n}", str(request.get("model") or "demo")
 
@@ -432,7 +445,10 @@ class OpenAIStub:
                 )
             )
             await send(event(role_chunk()))
-            if isinstance(reply, Timed):
+            if isinstance(reply, Timed) and reply.stamp:
+                await _send_stamped(writer, reply, chunk_id, model, arrival)
+                tail = event(finish_chunk("stop")) + event(usage_chunk(10, reply.tokens)) + DONE
+            elif isinstance(reply, Timed):
                 loop = asyncio.get_running_loop()
                 start = loop.time()
                 for i in range(reply.tokens):
@@ -505,3 +521,27 @@ class OpenAIStub:
             await sender
         if not finished:
             self._note_disconnect()
+
+
+async def _send_stamped(writer: asyncio.StreamWriter, reply: Timed, chunk_id: str, model: str, arrival: float) -> None:
+    """The text chunks of ``Timed(stamp=True)``. The chunk's JSON is formatted
+    once and only the time per token: the benchmark runs hundreds of streams
+    at once, and the stub's CPU competes with the server it measures."""
+    prefix = (
+        'data: {"id":"%s","object":"chat.completion.chunk","created":%d,"model":%s,'
+        '"choices":[{"index":0,"delta":{"content":"' % (chunk_id, int(arrival), json.dumps(model))
+    ).encode()
+    suffix = b'"},"finish_reason":null}]}\n\n'
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(reply.tokens):
+        wait = start + i / reply.rate - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        text = b"t=%.6f;" % time.time() if i else b"r=%.6f;t=%.6f;" % (arrival, time.time())
+        data = prefix + text + suffix
+        writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+        # Waiting for the socket only when the client falls behind: an await
+        # per token would be most of a token's cost.
+        if writer.transport.get_write_buffer_size() > 1 << 16:
+            await writer.drain()

@@ -4,15 +4,49 @@ numbers (they depend on the machine)."""
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import openai
 import pytest
+
+from bench.stub import prompt_spec
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_benchmark_model_streams_what_the_prompt_asks_with_each_tokens_emission_time():
+    """bench/stub.py: the tests' stub in a process of its own, answering every
+    request with the tokens and pace its prompt names, the times in the text."""
+    process = subprocess.Popen([sys.executable, "-m", "bench.stub"], cwd=ROOT, stdout=subprocess.PIPE)
+    try:
+        port = int(process.stdout.readline().split()[1])
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="bench", max_retries=0)
+        chunks = list(
+            client.chat.completions.create(
+                model="bench-model",
+                messages=[{"role": "user", "content": prompt_spec(5, 50)}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    texts = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(texts) == 5
+    arrival, first = map(float, re.fullmatch(r"r=(\d+\.\d{6});t=(\d+\.\d{6});", texts[0]).groups())
+    emitted = [first] + [float(re.fullmatch(r"t=(\d+\.\d{6});", text)[1]) for text in texts[1:]]
+    assert arrival <= first and emitted == sorted(emitted)
+    # An absolute schedule: token i is never sent before i / rate.
+    assert all(t - arrival >= i / 50 for i, t in enumerate(emitted))
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert chunks[-1].usage.completion_tokens == 5
 
 
 def test_quick_benchmark_reports_every_figure(tmp_path):

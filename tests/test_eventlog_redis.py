@@ -6,14 +6,17 @@ import asyncio
 import os
 import secrets
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import redis
+import redis.asyncio
 from redis.exceptions import RedisError
 
 from chat.eventlog.redis import RedisEventLog
 from chat.events import Event
 from tests.live import RedisServer
+from tests.waiting import wait_until_async
 
 SHARED_REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
@@ -37,14 +40,31 @@ def prefix():
         client.delete(*keys)
 
 
+def named(url: str, name: str) -> str:
+    """The URL with a name for the client's connections (CLIENT SETNAME)."""
+    return f"{url}{'&' if '?' in url else '?'}client_name={name}"
+
+
 @pytest.fixture
 def worker_a(prefix) -> RedisEventLog:
-    return RedisEventLog(SHARED_REDIS_URL, prefix=prefix)
+    return RedisEventLog(named(SHARED_REDIS_URL, f"{prefix}-a"), prefix=prefix)
 
 
 @pytest.fixture
 def worker_b(prefix) -> RedisEventLog:
-    return RedisEventLog(SHARED_REDIS_URL, prefix=prefix)
+    return RedisEventLog(named(SHARED_REDIS_URL, f"{prefix}-b"), prefix=prefix)
+
+
+async def blocking(log: RedisEventLog, count: int = 1) -> bool:
+    """Whether Redis holds `count` of the log's connections in a blocking read
+    (XREAD BLOCK): the reader is waiting, and found nothing to read at once."""
+    name = parse_qs(urlsplit(log.url).query)["client_name"][0]
+    admin = redis.asyncio.Redis.from_url(SHARED_REDIS_URL)
+    try:
+        clients = await admin.client_list()
+    finally:
+        await admin.aclose()
+    return sum(1 for c in clients if c["name"] == name and "b" in c["flags"]) >= count
 
 
 def text(seq: int) -> Event:
@@ -74,7 +94,7 @@ async def test_it_keeps_the_whole_event(worker_a, worker_b):
 async def test_a_waiting_reader_wakes_up_when_another_worker_publishes(worker_a, worker_b):
     await publish(worker_a, 1, [1, 2])
     reader = asyncio.create_task(worker_b.read_after(1, 2, timeout=4))
-    await asyncio.sleep(0.2)
+    await wait_until_async(lambda: blocking(worker_b), message="the reader never waited")
     assert not reader.done()
     started = time.monotonic()
     await publish(worker_a, 1, [3])
@@ -120,9 +140,11 @@ async def test_finish_keeps_the_events_for_a_while_then_lets_them_go(worker_a, w
     await publish(worker_a, 1, [1, 2])
     await worker_a.finish(1)
     assert await worker_b.read_after(1, 0, 0) == [text(1), text(2)]
-    deadline = time.monotonic() + 10
-    while await worker_b.read_after(1, 0, 0) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+
+    async def gone() -> bool:
+        return await worker_b.read_after(1, 0, 0) == []
+
+    await wait_until_async(gone, interval=0.1, message="the finished log was kept")
     assert await worker_b.read_after(1, 0, 0) == []
 
 
@@ -137,7 +159,7 @@ async def test_publishing_again_after_finish_keeps_the_log(worker_a, prefix, set
 
 async def test_a_stop_requested_on_one_worker_reaches_the_other(worker_a, worker_b):
     waiting = asyncio.create_task(worker_a.wait_for_stop(1))
-    await asyncio.sleep(0.2)
+    await wait_until_async(lambda: blocking(worker_a), message="the generation never waited for Stop")
     assert not waiting.done()
     await worker_b.request_stop(1)
     await asyncio.wait_for(waiting, 10)
@@ -147,7 +169,8 @@ async def test_a_stop_requested_on_one_worker_reaches_the_other(worker_a, worker
     other = asyncio.create_task(worker_a.wait_for_stop(2))
     await worker_b.clear_stop(1)
     again = asyncio.create_task(worker_a.wait_for_stop(1))
-    await asyncio.sleep(0.3)
+    # Both read their stop stream and found nothing: Redis holds them waiting.
+    await wait_until_async(lambda: blocking(worker_a, 2), message="the generations never waited for Stop")
     assert not again.done() and not other.done()
     for task in (again, other):
         task.cancel()
@@ -156,7 +179,7 @@ async def test_a_stop_requested_on_one_worker_reaches_the_other(worker_a, worker
 
 async def test_a_waiting_generation_gives_its_connection_back_when_cancelled(worker_a, worker_b):
     tasks = [asyncio.create_task(worker_a.wait_for_stop(n)) for n in range(1, 4)]
-    await asyncio.sleep(0.2)
+    await wait_until_async(lambda: blocking(worker_a, 3), message="the generations never waited for Stop")
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -168,6 +191,7 @@ async def test_a_waiting_generation_gives_its_connection_back_when_cancelled(wor
 async def test_it_knows_when_somebody_last_watched(worker_a, worker_b):
     assert await worker_b.seconds_since_viewed(1) is None
     await worker_a.touch_viewer(1)
+    # The time that passes is what is measured.
     await asyncio.sleep(0.2)
     since = await worker_b.seconds_since_viewed(1)
     assert 0.1 <= since < 5
@@ -216,6 +240,8 @@ async def test_it_raises_while_redis_is_down_and_works_again_when_it_is_back(pri
             await asyncio.wait_for(call(), 15)
     # The generation's own watchers ride it out: an outage is not a Stop.
     assert await log.seconds_since_viewed(1) is None
+    # Nothing must happen: the waiting generation keeps meeting the outage
+    # (it retries) for a while, and is not stopped.
     await asyncio.sleep(0.5)
     assert not stop.done()
 

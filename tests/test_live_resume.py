@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import texts
 from tests.live import Browserless
 from tests.openai_stub import Stream
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +83,7 @@ def test_reload_mid_answer_resumes_exactly(live, openai_stub_server):
     openai_stub_server.script(Stream(WORDS, delay=0.02))
     conversation_id, message_id = alice.new_conversation("Count again")
     list(alice.frames(conversation_id, message_id, limit=20))
-    time.sleep(0.3)  # let a batch of text reach the database
+    wait_until(lambda: live.message(message_id)["content"], message="no text reached the database")
     shown, cursor = _page_text_and_cursor(alice.page(conversation_id), message_id)
     assert cursor > 0 and shown
     rest = list(alice.frames(conversation_id, message_id, after=cursor))
@@ -119,13 +120,16 @@ def test_a_crash_mid_answer_is_interrupted_and_continue_completes_it(live, opena
     alice = Browserless(live.url, "alice", "alice-password")
     conversation_id, message_id = alice.new_conversation("Count for me")
     list(alice.frames(conversation_id, message_id, limit=20))
-    time.sleep(0.4)
+    wait_until(lambda: live.message(message_id)["content"], message="no text reached the database")
     live.kill()
     partial = live.message(message_id)
     assert partial["status"] == "streaming" and partial["content"]
 
     live.start()
-    time.sleep(2.2)  # the heartbeat goes stale
+    # Time itself is the condition, with nothing to poll: the dead process's
+    # heartbeat goes stale 2 s (CHAT_HEARTBEAT_STALE) after its last beat, and
+    # only a reader (below) turns that into an interrupted answer.
+    time.sleep(2.2)
     assert_interrupted_then_continued(alice, live, conversation_id, message_id, partial, openai_stub_server)
     # The model was given the partial answer as its own turn, then asked to go on.
     sent = openai_stub_server.requests[-1]["messages"]

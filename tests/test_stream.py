@@ -18,6 +18,7 @@ from tests.conftest import finished, read_stream, send, texts
 from tests.openai_stub import Stream
 from tests.sse_client import parse
 from tests.test_tool_calls import calculator_round
+from tests.waiting import wait_until_async
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast")]
 
@@ -132,10 +133,12 @@ async def test_partial_text_reaches_the_database_while_streaming(stub, alice_asy
     settings.CHAT_FLUSH_INTERVAL = 0.1
     stub.script(Stream(["tok "] * 40, delay=0.02))
     message = await send(alice_async, conversation, "Count")
-    import asyncio
 
-    await asyncio.sleep(0.5)
-    during = await Message.objects.aget(pk=message.pk)
+    async def some_text_stored() -> Message | None:
+        during = await Message.objects.aget(pk=message.pk)
+        return during if during.content else None
+
+    during = await wait_until_async(some_text_stored, message="no text reached the database")
     assert during.status == "streaming"
     assert 0 < len(during.content) < len("tok " * 40)
     assert during.content == "tok " * (len(during.content) // 4)

@@ -12,8 +12,23 @@ DISTANCE_FROM_BOTTOM = "(() => { const m = document.getElementById('messages');"
 DISTANCE_FROM_BOTTOM += " return m.scrollHeight - m.scrollTop - m.clientHeight; })()"
 
 
+LINES_SHOWN = "(() => { const b = document.querySelector('#messages .msg.assistant:last-of-type .msg-body.live');"
+LINES_SHOWN += " return b ? b.textContent.split('line ').length - 1 : 0; })()"
+
+
 def _distance(page) -> float:
     return page.evaluate(DISTANCE_FROM_BOTTOM)
+
+
+def _more_lines_shown(page, count: int) -> None:
+    """Wait until `count` more lines of the answer arrived, then for the frame
+    after the next (the page follows the text in an animation frame)."""
+    page.wait_for_function(f"(n) => {LINES_SHOWN} >= n", arg=page.evaluate(LINES_SHOWN) + count)
+    _next_frame(page)
+
+
+def _next_frame(page) -> None:
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
 
 
 def test_autoscroll_follows_until_the_reader_scrolls_up(chat, openai_stub_server):
@@ -25,7 +40,7 @@ def test_autoscroll_follows_until_the_reader_scrolls_up(chat, openai_stub_server
 
     # Following: the newest text stays in view as it arrives.
     for _ in range(3):
-        page.wait_for_timeout(300)
+        _more_lines_shown(page, 5)
         assert _distance(page) < 48
     assert page.locator(".jump-latest").is_hidden()
 
@@ -35,7 +50,7 @@ def test_autoscroll_follows_until_the_reader_scrolls_up(chat, openai_stub_server
     page.locator(".jump-latest").wait_for(state="visible")
     held = page.evaluate("document.getElementById('messages').scrollTop")
     before = chat.live_text()
-    page.wait_for_timeout(1200)
+    _more_lines_shown(page, 10)
     assert len(chat.live_text()) > len(before), "the answer should still be streaming"
     assert abs(page.evaluate("document.getElementById('messages').scrollTop") - held) < 2
     assert _distance(page) > 200
@@ -44,12 +59,12 @@ def test_autoscroll_follows_until_the_reader_scrolls_up(chat, openai_stub_server
     page.locator(".jump-latest").click()
     page.wait_for_function(f"() => {DISTANCE_FROM_BOTTOM} < 48")
     assert page.locator(".jump-latest").is_hidden()
-    page.wait_for_timeout(600)
+    _more_lines_shown(page, 5)
     assert _distance(page) < 48
 
     # The final render (a different height) keeps the end in view.
     chat.wait_status("complete")
-    page.wait_for_timeout(300)
+    _next_frame(page)
     assert _distance(page) < 48
     assert page.locator(".jump-latest").is_hidden()
 
