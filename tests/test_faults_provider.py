@@ -6,7 +6,6 @@ to choose: checked here is the status, the reason and that a message is shown.)"
 import pytest
 from django.utils.html import escape
 
-from chat.models import Message
 from tests.conftest import finished, read_stream, send, texts
 from tests.openai_stub import Stream
 
