@@ -135,6 +135,16 @@ async def test_a_stream_that_no_longer_reaches_the_cursor_sends_the_reader_to_th
     assert await worker_b.read_after(1, 0, 0) == []
 
 
+async def test_a_reader_the_stream_no_longer_reaches_waits_out_its_timeout(worker_a, worker_b):
+    """After a Redis restart the stream starts at the first event published since:
+    a reader from before gets nothing from it, and not at once, or the stream
+    view would ask the database in a loop until the answer ends."""
+    await publish(worker_a, 1, [7, 8])
+    started = time.monotonic()
+    assert await worker_b.read_after(1, 3, timeout=0.3) == []
+    assert time.monotonic() - started >= 0.25
+
+
 async def test_finish_keeps_the_events_for_a_while_then_lets_them_go(worker_a, worker_b, settings):
     settings.CHAT_EVENT_LOG_TTL = 0.5
     await publish(worker_a, 1, [1, 2])

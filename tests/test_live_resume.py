@@ -1,9 +1,9 @@
 """Answers that survive, against a real daphne process: reload mid-answer, a
-second tab, Stop reaching the provider, and a crash followed by Continue."""
+second tab, Stop reaching the provider. (A crash followed by Continue:
+tests/test_faults_workers.py.)"""
 
 import html
 import re
-import time
 
 import pytest
 
@@ -114,26 +114,3 @@ def test_stop_closes_the_provider_stream_and_keeps_the_partial(live, openai_stub
     assert alice.post(f"/c/{conversation_id}/m/{message_id}/stop/").status_code == 204
     assert live.message(message_id)["status"] == "stopped"
 
-
-def test_a_crash_mid_answer_is_interrupted_and_continue_completes_it(live, openai_stub_server):
-    openai_stub_server.script(Stream(WORDS, delay=0.05))
-    alice = Browserless(live.url, "alice", "alice-password")
-    conversation_id, message_id = alice.new_conversation("Count for me")
-    list(alice.frames(conversation_id, message_id, limit=20))
-    wait_until(lambda: live.message(message_id)["content"], message="no text reached the database")
-    live.kill()
-    partial = live.message(message_id)
-    assert partial["status"] == "streaming" and partial["content"]
-
-    live.start()
-    # Time itself is the condition, with nothing to poll: the dead process's
-    # heartbeat goes stale 2 s (CHAT_HEARTBEAT_STALE) after its last beat, and
-    # only a reader (below) turns that into an interrupted answer.
-    time.sleep(2.2)
-    assert_interrupted_then_continued(alice, live, conversation_id, message_id, partial, openai_stub_server)
-    # The model was given the partial answer as its own turn, then asked to go on.
-    sent = openai_stub_server.requests[-1]["messages"]
-    assert sent[-2] == {"role": "assistant", "content": partial["content"]}
-    assert sent[-1]["role"] == "user" and "Continue" in sent[-1]["content"]
-    seams = live.sql("SELECT text_offset FROM chat_generation WHERE message_id = ? ORDER BY id", message_id)
-    assert seams == [(0,), (len(partial["content"]),)]

@@ -117,7 +117,12 @@ class RedisEventLog:
         events = [Event.from_json(fields["e"]) for _, entries in reply or [] for _, fields in entries]
         if events and events[0].seq > cursor + 1:
             # The stream no longer reaches back to the cursor (trimmed, or
-            # started over): the caller falls back to the database.
+            # started over, as after a Redis restart): the caller falls back to
+            # the database. After the wait it asked for, as if nothing came: the
+            # entries after the cursor would answer its next read at once, and
+            # it would ask the database in a loop until the answer ends.
+            if block:
+                await asyncio.sleep(block / 1000)
             return []
         return events
 

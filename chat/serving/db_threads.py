@@ -11,18 +11,30 @@ single-thread executors, round robin. A thread keeps its connection between
 requests (CONN_MAX_AGE; Django still checks it at each request's start and
 end), so a process holds at most that many connections. The ORM calls of one
 request still run in one thread, in order, as Django expects.
+
+Staff pages (the admin) run on a thread of their own instead. One of them can
+hold its thread for seconds (a CSV export of every conversation, a long
+transcript), and on a shared thread every answer's text and every request of
+the process would wait behind it: on SQLite, with its one thread, an export of
+20,000 messages held up the recorder's writes for 11 s (bench/staff_export.py).
+On their own thread staff wait only for each other, the process holds one
+connection more, and SQLite in WAL mode lets the answers' writes go on beside
+the export's reads.
 """
 
+import functools
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
+from django.urls import reverse
 
 _executors = [
     ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"db-{i}") for i in range(settings.CHAT_DB_THREADS)
 ]
 _turn = itertools.cycle(_executors)
+_staff_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-staff")
 
 
 def shared_context() -> ThreadSensitiveContext:
@@ -30,9 +42,27 @@ def shared_context() -> ThreadSensitiveContext:
     return ThreadSensitiveContext(executor=next(_turn))
 
 
+def staff_context() -> ThreadSensitiveContext:
+    """A context whose thread-sensitive calls run on the staff pages' thread."""
+    return ThreadSensitiveContext(executor=_staff_executor)
+
+
+@functools.cache
+def _staff_path() -> str:
+    # Read from the URLconf at the first request (importing it here would import
+    # the views, which import this module). Django sets no script prefix before a
+    # request, so this is the path after the server's root path.
+    return reverse("admin:index")
+
+
+def _is_staff_path(scope) -> bool:
+    return scope["path"].removeprefix(scope.get("root_path", "")).startswith(_staff_path())
+
+
 class SharedDatabaseThreads:
-    """ASGI middleware: the request inside runs its ORM calls on a shared thread
-    (Django's own per-request context then defers to this one)."""
+    """ASGI middleware: the request inside runs its ORM calls on a shared thread,
+    or a staff page on the staff thread (Django's own per-request context then
+    defers to this one)."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -41,5 +71,5 @@ class SharedDatabaseThreads:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        async with shared_context():
+        async with staff_context() if _is_staff_path(scope) else shared_context():
             await self.app(scope, receive, send)
