@@ -10,7 +10,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from bench.staff_export import measure, prepare
-from chat.db_threads import SharedDatabaseThreads
+from chat.serving.db_threads import SharedDatabaseThreads
 
 # About 4 s of export on this machine (2 cores): well past the bound.
 MESSAGES = 6000
