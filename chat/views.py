@@ -87,7 +87,7 @@ def _page(request: HttpRequest, current: Conversation | None) -> HttpResponse:
     return render(
         request,
         "chat/page.html",
-        {"conversations": conversations, "sidebar_size": SIDEBAR_SIZE, "current": current, "messages": messages},
+        {"conversations": conversations, "current": current, "messages": messages},
     )
 
 
@@ -117,7 +117,7 @@ async def new_conversation(request: HttpRequest) -> HttpResponse:
 async def send(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = await _aconversation_for(request, conversation_id)
     try:
-        _, html = await answers.send_prompt(conversation, request.POST.get("prompt", ""), _rendering(request, _pair_html))
+        _, html = await answers.send_prompt(conversation, request.POST.get("prompt", ""), _rendering(request, _sent_html))
     except answers.Refused as refused:
         return _refusal(request, refused)
     if not request.htmx:
@@ -136,12 +136,22 @@ def _pair_html(request: HttpRequest, exchange: answers.Exchange) -> str:
     return render_message(exchange.prompt, is_last=False) + render_message(exchange.answer)
 
 
+def _sent_html(request: HttpRequest, exchange: answers.Exchange) -> str:
+    # The composer that sent the prompt takes the fresh one from the answer (hx-select-oob).
+    composer = render_to_string("chat/page.html#composer", {"current": exchange.conversation}, request=request)
+    return _pair_html(request, exchange) + composer
+
+
 def _answer_html(request: HttpRequest, exchange: answers.Exchange) -> str:
     return render_message(exchange.answer)
 
 
 def _new_conversation_html(request: HttpRequest, exchange: answers.Exchange) -> str:
-    oob = render_to_string("chat/_new_conversation.html", {"current": exchange.conversation}, request=request)
+    # The list as a reload would show it: the newest SIDEBAR_SIZE, this one first.
+    owned = Conversation.objects.filter(owner_id=exchange.conversation.owner_id)
+    newest = list(owned.values_list("pk", flat=True)[: SIDEBAR_SIZE + 1])
+    context = {"current": exchange.conversation, "first": len(newest) == 1, "dropped": newest[SIDEBAR_SIZE:]}
+    oob = render_to_string("chat/_new_conversation.html", context, request=request)
     return _pair_html(request, exchange) + oob
 
 
@@ -219,7 +229,7 @@ def rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
     if not request.htmx:
         return redirect("chat-conversation", current.pk)
     on_screen = request.htmx.current_url_abs_path == reverse("chat-conversation", args=[current.pk])
-    return render(request, "chat/page.html#conversation_item", {"c": current, "current": current if on_screen else None})
+    return render(request, "chat/page.html#renamed", {"c": current, "current": current if on_screen else None})
 
 
 @require_POST

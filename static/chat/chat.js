@@ -1,13 +1,10 @@
-// Chat page behaviour: stream cursor, composer, autoscroll, copy buttons,
-// conversation list. Runs under a strict CSP: no inline code, no eval.
+// Chat page behaviour that needs a script: the stream cursor, the composer's keys,
+// autoscroll, copy buttons and local times. What a response can say (a fresh
+// composer, a new title, the conversation list) comes from the server as
+// out-of-band swaps, and what a selector can say is in chat.css.
+// Runs under a strict CSP: no inline code, no eval.
 (function () {
   "use strict";
-
-  // The first answer of a new chat pushes the conversation's URL. Back and Forward
-  // then load pages afresh, as links do: a restored snapshot would show a stale
-  // conversation list without this script's set-up, and keep titles in sessionStorage.
-  htmx.config.historyCacheSize = 0;
-  htmx.config.refreshOnHistoryMiss = true;
 
   function streamingMessage() {
     return document.querySelector('.msg.assistant[data-status="streaming"]');
@@ -34,27 +31,15 @@
     if (message) message.classList.remove("reconnecting");
   });
 
-  // Composer: Enter sends, Shift+Enter is a new line; disabled with Stop in the
-  // place of Send while an answer is being written.
-  function composer() { return document.getElementById("composer"); }
-
+  // Composer: Enter sends, Shift+Enter is a new line; disabled while an answer
+  // is being written (Stop takes the place of Send: chat.css).
   function syncComposer() {
-    var form = composer();
-    if (!form) return;
-    var busy = streamingMessage() !== null;
-    var textarea = form.querySelector("textarea");
-    var stop = form.querySelector(".stop");
+    var textarea = document.querySelector("#composer textarea");
+    if (!textarea) return;
     var wasBusy = textarea.disabled;
-    textarea.disabled = busy;
-    form.querySelector(".send").hidden = busy;
-    stop.hidden = !busy;
-    if (!busy) {
-      stop.disabled = false;
-      stop.textContent = "Stop";
-    }
-    form.classList.toggle("busy", busy);
+    textarea.disabled = streamingMessage() !== null;
     // Give the keyboard back when the answer ends, unless the reader moved on.
-    if (wasBusy && !busy && (document.activeElement === document.body || document.activeElement === null)) {
+    if (wasBusy && !textarea.disabled && (document.activeElement === document.body || document.activeElement === null)) {
       textarea.focus();
     }
   }
@@ -119,19 +104,6 @@
   }
 
   document.addEventListener("click", function (evt) {
-    var stop = evt.target.closest("#composer .stop");
-    if (stop) {
-      var message = streamingMessage();
-      if (message && !stop.disabled) {
-        stop.disabled = true;
-        stop.textContent = "Stopping…";
-        htmx.ajax("POST", message.dataset.stopUrl, { source: stop, swap: "none" }).then(null, function () {
-          stop.disabled = false;
-          stop.textContent = "Stop";
-        });
-      }
-      return;
-    }
     var copy = evt.target.closest("[data-copy-target], .copy-code");
     if (copy) {
       var node = copy.classList.contains("copy-code")
@@ -155,52 +127,14 @@
     });
   }
 
+  // An answer started here (a prompt sent, Continue, Retry) is followed to its end.
+  // The form that asked has been swapped out by then: htmx tells its parent, and
+  // keeps the form in requestConfig.
   document.addEventListener("htmx:afterRequest", function (evt) {
-    if (evt.detail.elt.closest && evt.detail.elt.closest(".msg-actions") && evt.detail.elt.querySelector(".continue, .retry")) {
+    var asker = evt.detail.requestConfig.elt;
+    if (evt.detail.xhr.status === 200 && asker.matches("#composer, .msg-actions form:has(.continue, .retry)")) {
       following = true;
     }
-    var form = composer();
-    if (evt.detail.elt === form && evt.detail.successful && evt.detail.xhr.status === 200) {
-      var textarea = form.querySelector("textarea");
-      textarea.value = "";
-      grow(textarea);
-      document.getElementById("notice").innerHTML = "";
-      following = true;
-    }
-  });
-
-  // A renamed conversation comes back as a fresh list item. Whether it is the
-  // one on screen is for the page to say; if it is, the heading and the tab
-  // title follow.
-  document.addEventListener("htmx:afterSwap", function (evt) {
-    var item = evt.target;
-    if (!item.matches || !item.matches(".conversation")) return;
-    var link = item.querySelector("a");
-    var current = link.getAttribute("href") === window.location.pathname;
-    item.classList.toggle("current", current);
-    if (current) link.setAttribute("aria-current", "page");
-    else link.removeAttribute("aria-current");
-    localTimes(item);
-    if (!current) return;
-    var title = item.querySelector(".conv-title").textContent;
-    var heading = document.querySelector(".chat-head h1");
-    if (heading) heading.textContent = title;
-    document.title = title + " · Chat";
-  });
-
-  // The first answer of a new chat puts its conversation at the top of the list,
-  // marked current: the list is no longer empty, no other item is current, and
-  // a full list drops its oldest item, as a reload would show it.
-  document.addEventListener("htmx:oobAfterSwap", function (evt) {
-    var list = evt.detail.target;
-    if (!list.matches(".conversations")) return;
-    list.querySelectorAll(".empty").forEach(function (item) { item.remove(); });
-    list.querySelectorAll(".conversation:nth-child(n+" + (Number(list.dataset.size) + 1) + ")")
-      .forEach(function (item) { item.remove(); });
-    list.querySelectorAll(".conversation.current:not(:first-child)").forEach(function (item) {
-      item.classList.remove("current");
-      item.querySelector("a").removeAttribute("aria-current");
-    });
   });
 
   // Autoscroll follows the answer until the reader scrolls up; only the
@@ -294,18 +228,9 @@
     });
   }
 
-  // Only the latest answer can be continued or retried (the server refuses the others).
-  function latestActions() {
-    var answers = document.querySelectorAll("#messages .msg.assistant");
-    answers.forEach(function (answer, index) {
-      answer.classList.toggle("earlier", index < answers.length - 1);
-    });
-  }
-
   function refresh() {
     decorate(document);
     localTimes(document);
-    latestActions();
     syncComposer();
     followSoon();
   }
