@@ -17,11 +17,18 @@ either as a chunk with an `error` member or as an `event: error`.
 """
 
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx2
 import openai
+
+_LINE_END = re.compile(rb"[\r\n]")
+
+
+class TooLarge(Exception):
+    """A line or an event of the stream is longer than the caller allows."""
 
 
 @asynccontextmanager
@@ -34,16 +41,21 @@ async def completion(client: openai.AsyncOpenAI, body: dict) -> AsyncIterator[ht
         await response.aclose()
 
 
-async def chunks(http_response: httpx2.Response) -> AsyncIterator[dict]:
-    """The JSON chunks of a streamed chat completion."""
-    events = _events(http_response.aiter_bytes())
+async def chunks(http_response: httpx2.Response, *, max_bytes: int) -> AsyncIterator[dict]:
+    """The JSON chunks of a streamed chat completion. A line or an event longer
+    than `max_bytes` raises TooLarge: the provider decides how long they are."""
+    events = _events(http_response.aiter_bytes(), max_bytes)
     async for event, data in events:
         if data.startswith(b"[DONE]"):
             # Read to the end of the body so the connection can be reused.
             async for _ in events:
                 pass
             return
-        chunk = json.loads(data)
+        try:
+            chunk = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            # Its beginning, for the log and staff: what the provider sent instead.
+            raise ValueError(f"a chunk of the stream is not JSON ({exc}): {data[:200]!r}") from None
         if not isinstance(chunk, dict):
             raise ValueError("a chunk of the stream is not a JSON object")
         if event == b"error" or chunk.get("error"):
@@ -51,33 +63,54 @@ async def chunks(http_response: httpx2.Response) -> AsyncIterator[dict]:
         yield chunk
 
 
-async def _events(pieces: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes, bytes]]:
-    """(event type, data) for every event of an SSE body, in order."""
-    buffer = b""
-    event, data = b"", []
+async def _events(pieces: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator[tuple[bytes, bytes]]:
+    """(event type, data) for every event of an SSE body, in order.
+
+    Each byte is looked at once however the body is cut into pieces: the search
+    for a line's end starts where the previous one stopped, and the buffer holds
+    only the unfinished line (never more than `max_bytes` and a piece)."""
+    buffer = bytearray()
+    scanned = 0  # buffer[:scanned] holds no line end
+    event, data, size = b"", [], 0
     async for piece in pieces:
         buffer += piece
-        if b"\r" in buffer:
-            # Lines may end in CRLF or CR too. A CR at the very end may be the
-            # first half of a CRLF: it waits for the next piece.
-            keep_cr = buffer.endswith(b"\r")
-            buffer = buffer[:-1] if keep_cr else buffer
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + (b"\r" if keep_cr else b"")
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
+        start = 0
+        while found := _LINE_END.search(buffer, scanned):
+            end = found.start()
+            if buffer[end] == 13:  # CR: a line end alone, or the first half of a CRLF
+                if end + 1 == len(buffer):
+                    scanned = end  # the next piece tells which
+                    break
+                scanned = end + 2 if buffer[end + 1] == 10 else end + 1
+            else:
+                scanned = end + 1
+            line = bytes(buffer[start:end])
+            start = scanned
             if not line:
                 if data:
                     yield event or b"message", b"\n".join(data)
-                event, data = b"", []
+                event, data, size = b"", [], 0
                 continue
+            if len(line) > max_bytes:
+                raise TooLarge(f"a line of {len(line)} bytes")
             name, _, value = line.partition(b":")
             if value.startswith(b" "):
                 value = value[1:]
             if name == b"data":
+                size += len(value)
+                if size > max_bytes:
+                    raise TooLarge(f"an event of more than {size} bytes")
                 data.append(value)
             elif name == b"event":
                 event = value
             # Comments (": keep-alive"), id: and retry: change nothing here.
+        else:
+            scanned = len(buffer)
+        # Only the unfinished line stays (moved once per piece that ends a line).
+        del buffer[:start]
+        scanned -= start
+        if len(buffer) > max_bytes:
+            raise TooLarge(f"a line of more than {len(buffer)} bytes")
     # An event cut off by the end of the body is dropped, as a browser would.
 
 

@@ -64,7 +64,9 @@ class ToolCallPart:
 class Stream:
     """A streamed completion: role chunk, parts, finish, usage, [DONE].
 
-    - ``str`` parts become content deltas, ``ToolCallPart`` parts tool-call deltas.
+    - ``str`` parts become content deltas, ``ToolCallPart`` parts tool-call deltas,
+      ``bytes`` parts are written into the body as they are (a broken or hostile
+      provider: oversized lines, malformed events).
     - ``first_delay`` seconds before the first part, ``delay`` between parts.
     - ``finish_reason=None``: no finish chunk, but the stream still ends cleanly.
     - ``usage=None``: no usage chunk.
@@ -84,8 +86,8 @@ class Stream:
 
     def __post_init__(self) -> None:
         for part in self.parts:
-            if not isinstance(part, (str, ToolCallPart)):
-                raise TypeError(f"Stream part must be str or ToolCallPart, not {type(part).__name__}")
+            if not isinstance(part, (str, ToolCallPart, bytes)):
+                raise TypeError(f"Stream part must be str, ToolCallPart or bytes, not {type(part).__name__}")
         if self.drop and self.hang:
             raise ValueError("Stream: drop and hang are mutually exclusive")
 
@@ -450,6 +452,9 @@ class OpenAIStub:
                         await asyncio.sleep(wait)
                     if isinstance(part, str):
                         await send(event(text_chunk(part)))
+                    elif isinstance(part, bytes):
+                        if part:  # an empty chunk would end the chunked body
+                            await send(part)
                     else:
                         await send(event(tool_call_chunk(part.index, id=part.id, name=part.name, arguments=part.arguments)))
                 if reply.hang:

@@ -7,7 +7,8 @@ import httpx2
 import openai
 import pytest
 
-from chat.provider_stream import chunks
+from chat import provider_stream
+from chat.provider_stream import TooLarge, chunks
 
 
 def _response(pieces: list[bytes]) -> httpx2.Response:
@@ -18,8 +19,8 @@ def _response(pieces: list[bytes]) -> httpx2.Response:
     return httpx2.Response(200, content=body(), request=httpx2.Request("POST", "http://provider.invalid/v1/chat/completions"))
 
 
-async def _read(pieces: list[bytes]) -> list[dict]:
-    return [chunk async for chunk in chunks(_response(pieces))]
+async def _read(pieces: list[bytes], max_bytes: int = 1_000_000) -> list[dict]:
+    return [chunk async for chunk in chunks(_response(pieces), max_bytes=max_bytes)]
 
 
 def _data(obj: dict, newline: bytes = b"\n") -> bytes:
@@ -67,3 +68,53 @@ async def test_a_chunk_that_is_not_an_object_is_refused():
         await _read([b"data: [1, 2]\n\n"])
     with pytest.raises(ValueError):
         await _read([b"data: {not json\n\n"])
+
+
+class CountingSearch:
+    """The parser's search for line ends, counting the bytes it looks at."""
+
+    def __init__(self, pattern) -> None:
+        self.pattern = pattern
+        self.scanned = 0
+
+    def search(self, buffer, pos: int):
+        found = self.pattern.search(buffer, pos)
+        self.scanned += (found.end() if found else len(buffer)) - pos
+        return found
+
+
+@pytest.mark.parametrize("size", [100_000, 800_000], ids=["1x", "8x"])
+async def test_a_long_line_in_small_pieces_is_looked_at_once(monkeypatch, size):
+    """The work is linear in the body, however it is cut: a parser that searched
+    the whole buffer again for every piece looked at a 40 MB line ~10^7 times over."""
+    counter = CountingSearch(provider_stream._LINE_END)
+    monkeypatch.setattr(provider_stream, "_LINE_END", counter)
+    body = _data({"text": "x" * size}) + _data({"n": 2}, b"\r\n") + b"data: [DONE]\n\n"
+    pieces = [body[i : i + 100] for i in range(0, len(body), 100)]
+    assert await _read(pieces, max_bytes=10**7) == [{"text": "x" * size}, {"n": 2}]
+    # Every byte once; a CR at the end of a piece (the first half of a CRLF?) twice.
+    assert counter.scanned <= len(body) + len(pieces)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"data: " + b"x" * 2000,
+        b"data: " + b"x" * 2000 + b"\n\n",
+        b": " + b"x" * 2000 + b"\n\n",
+        b"data: " + b"x" * 600 + b"\ndata: " + b"x" * 600 + b"\n\n",
+    ],
+    ids=["unfinished line", "finished line", "comment", "event of two lines"],
+)
+async def test_a_line_or_event_over_the_limit_is_refused(body):
+    for piece in (10, len(body)):
+        with pytest.raises(TooLarge):
+            await _read([_data({"n": 1}), *(body[i : i + piece] for i in range(0, len(body), piece))], max_bytes=1000)
+
+
+async def test_a_line_at_the_limit_is_read_and_one_byte_more_is_not():
+    line = b"data: " + json.dumps({"t": "x" * 985}).encode()
+    assert len(line) == 1000
+    assert await _read([line + b"\n\n", b"data: [DONE]\n\n"], max_bytes=1000) == [{"t": "x" * 985}]
+    with pytest.raises(TooLarge):
+        await _read([line + b" \n\n", b"data: [DONE]\n\n"], max_bytes=1000)
