@@ -144,7 +144,7 @@ def _provider_message(exc: openai.APIError) -> str:
     body = exc.body
     if isinstance(body, dict):
         error = body.get("error")
-        message = body.get("message") or (error.get("message") if isinstance(error, dict) else None)
+        message = body.get("message") or (error.get("message") if isinstance(error, dict) else error)
         if message:
             return str(message)
     return exc.message

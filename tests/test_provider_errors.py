@@ -128,6 +128,7 @@ SAYING_FAILURES = {
     "context too long": (Status(400, SECRET_BODY, error_code="context_length_exceeded"), "too long for the model"),
     "error mid-stream": (Stream(PARTIAL, error=SECRET_BODY), "reported an error while"),
     "unreadable chunk": (Stream([*PARTIAL, f"data: {{{SECRET_BODY}\n\n".encode()]), "could not be read"),
+    "error in an error": (Stream([*PARTIAL, f'data: {{"error": {{"error": "{SECRET_BODY}"}}}}\n\n'.encode()]), "reported an error while"),
 }
 
 
