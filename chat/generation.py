@@ -247,7 +247,8 @@ class Answer:
         round = Round()
         by_index: dict[int, PendingCall] = {}
         idle = settings.CHAT_IDLE_TIMEOUT
-        max_bytes = settings.CHAT_MAX_PROVIDER_LINE_BYTES
+        max_line_bytes = settings.CHAT_MAX_PROVIDER_LINE_BYTES
+        max_bytes = settings.CHAT_MAX_PROVIDER_RESPONSE_BYTES
         loop = asyncio.get_running_loop()
         try:
             async with provider_stream.completion(get_client(), _request_body(messages, tools)) as response:
@@ -256,14 +257,20 @@ class Answer:
                 # within `idle`, not once per token.
                 deadline = loop.time() + idle
                 async with asyncio.timeout_at(deadline) as timer:
-                    async for chunk in provider_stream.chunks(response, max_bytes=max_bytes):
+                    async for chunk in provider_stream.chunks(
+                        response, max_line_bytes=max_line_bytes, max_bytes=max_bytes
+                    ):
                         now = loop.time()
                         if deadline - now < idle:
                             deadline = now + idle * 1.25
                             timer.reschedule(deadline)
                         await self._chunk(chunk, round, by_index)
-        except provider_stream.TooLarge:
-            raise OutputLimit(f"The model provider sent more than {max_bytes:,} bytes in one piece; stopped here.") from None
+        except provider_stream.LineTooLong:
+            raise OutputLimit(
+                f"The model provider sent more than {max_line_bytes:,} bytes in one piece; stopped here."
+            ) from None
+        except provider_stream.ResponseTooLarge:
+            raise OutputLimit(f"The model provider sent more than {max_bytes:,} bytes in one reply; stopped here.") from None
         except (TimeoutError, httpx2.TimeoutException) as exc:
             # Ours, or the client's read timeout (the same length) if it fired first.
             raise ProviderFailure(f"The model provider sent nothing for {idle:g} seconds.", error_detail(exc)) from None

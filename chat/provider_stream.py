@@ -28,7 +28,16 @@ _LINE_END = re.compile(rb"[\r\n]")
 
 
 class TooLarge(Exception):
-    """A line or an event of the stream is longer than the caller allows."""
+    """The provider sent more than the caller allows: the provider decides how
+    much it sends, and a broken or hostile one sends without end."""
+
+
+class LineTooLong(TooLarge):
+    """A line or an event of the stream."""
+
+
+class ResponseTooLarge(TooLarge):
+    """The whole response."""
 
 
 @asynccontextmanager
@@ -41,10 +50,11 @@ async def completion(client: openai.AsyncOpenAI, body: dict) -> AsyncIterator[ht
         await response.aclose()
 
 
-async def chunks(http_response: httpx2.Response, *, max_bytes: int) -> AsyncIterator[dict]:
+async def chunks(http_response: httpx2.Response, *, max_line_bytes: int, max_bytes: int) -> AsyncIterator[dict]:
     """The JSON chunks of a streamed chat completion. A line or an event longer
-    than `max_bytes` raises TooLarge: the provider decides how long they are."""
-    events = _events(http_response.aiter_bytes(), max_bytes)
+    than `max_line_bytes` raises LineTooLong; a body longer than `max_bytes`,
+    ResponseTooLarge."""
+    events = _events(http_response.aiter_bytes(), max_line_bytes, max_bytes)
     async for event, data in events:
         if data.startswith(b"[DONE]"):
             # Read to the end of the body so the connection can be reused.
@@ -63,16 +73,22 @@ async def chunks(http_response: httpx2.Response, *, max_bytes: int) -> AsyncIter
         yield chunk
 
 
-async def _events(pieces: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator[tuple[bytes, bytes]]:
+async def _events(
+    pieces: AsyncIterator[bytes], max_line_bytes: int, max_bytes: int
+) -> AsyncIterator[tuple[bytes, bytes]]:
     """(event type, data) for every event of an SSE body, in order.
 
     Each byte is looked at once however the body is cut into pieces: the search
     for a line's end starts where the previous one stopped, and the buffer holds
-    only the unfinished line (never more than `max_bytes` and a piece)."""
+    only the unfinished line (never more than `max_line_bytes` and a piece)."""
     buffer = bytearray()
     scanned = 0  # buffer[:scanned] holds no line end
     event, data, size = b"", [], 0
+    received = 0
     async for piece in pieces:
+        received += len(piece)
+        if received > max_bytes:
+            raise ResponseTooLarge(f"more than {received} bytes")
         buffer += piece
         start = 0
         while found := _LINE_END.search(buffer, scanned):
@@ -91,15 +107,15 @@ async def _events(pieces: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator
                     yield event or b"message", b"\n".join(data)
                 event, data, size = b"", [], 0
                 continue
-            if len(line) > max_bytes:
-                raise TooLarge(f"a line of {len(line)} bytes")
+            if len(line) > max_line_bytes:
+                raise LineTooLong(f"a line of {len(line)} bytes")
             name, _, value = line.partition(b":")
             if value.startswith(b" "):
                 value = value[1:]
             if name == b"data":
                 size += len(value)
-                if size > max_bytes:
-                    raise TooLarge(f"an event of more than {size} bytes")
+                if size > max_line_bytes:
+                    raise LineTooLong(f"an event of more than {size} bytes")
                 data.append(value)
             elif name == b"event":
                 event = value
@@ -109,8 +125,8 @@ async def _events(pieces: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator
         # Only the unfinished line stays (moved once per piece that ends a line).
         del buffer[:start]
         scanned -= start
-        if len(buffer) > max_bytes:
-            raise TooLarge(f"a line of more than {len(buffer)} bytes")
+        if len(buffer) > max_line_bytes:
+            raise LineTooLong(f"a line of more than {len(buffer)} bytes")
     # An event cut off by the end of the body is dropped, as a browser would.
 
 

@@ -123,6 +123,14 @@ async def test_an_oversized_line_or_event_ends_the_answer_soon(stub, alice_async
     assert time.monotonic() - started < 5
 
 
+async def test_an_endless_reply_ends_the_answer(stub, alice_async, conversation, settings):
+    settings.CHAT_MAX_PROVIDER_RESPONSE_BYTES = 100_000
+    # Chunks with nothing in them, more than 100 kB of them.
+    stub.script(Stream([BEFORE, *[""] * 1000]))
+    message = await send(alice_async, conversation, "Talk")
+    await ended_by_limit(alice_async, message, "The model provider sent more than 100,000 bytes in one reply")
+
+
 async def test_deeply_nested_json_is_an_unreadable_answer_not_a_server_error(stub, alice_async, conversation):
     stub.script(Stream([BEFORE, b"data: " + b"[" * 100_000 + b"]" * 100_000 + b"\n\n"]))
     message = await send(alice_async, conversation, "Talk")

@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from chat import provider_stream
-from chat.provider_stream import TooLarge, chunks
+from chat.provider_stream import LineTooLong, ResponseTooLarge, chunks
 
 
 def _response(pieces: list[bytes]) -> httpx2.Response:
@@ -19,8 +19,8 @@ def _response(pieces: list[bytes]) -> httpx2.Response:
     return httpx2.Response(200, content=body(), request=httpx2.Request("POST", "http://provider.invalid/v1/chat/completions"))
 
 
-async def _read(pieces: list[bytes], max_bytes: int = 1_000_000) -> list[dict]:
-    return [chunk async for chunk in chunks(_response(pieces), max_bytes=max_bytes)]
+async def _read(pieces: list[bytes], max_line_bytes: int = 1_000_000, max_bytes: int = 10**8) -> list[dict]:
+    return [chunk async for chunk in chunks(_response(pieces), max_line_bytes=max_line_bytes, max_bytes=max_bytes)]
 
 
 def _data(obj: dict, newline: bytes = b"\n") -> bytes:
@@ -91,7 +91,7 @@ async def test_a_long_line_in_small_pieces_is_looked_at_once(monkeypatch, size):
     monkeypatch.setattr(provider_stream, "_LINE_END", counter)
     body = _data({"text": "x" * size}) + _data({"n": 2}, b"\r\n") + b"data: [DONE]\n\n"
     pieces = [body[i : i + 100] for i in range(0, len(body), 100)]
-    assert await _read(pieces, max_bytes=10**7) == [{"text": "x" * size}, {"n": 2}]
+    assert await _read(pieces, max_line_bytes=10**7) == [{"text": "x" * size}, {"n": 2}]
     # Every byte once; a CR at the end of a piece (the first half of a CRLF?) twice.
     assert counter.scanned <= len(body) + len(pieces)
 
@@ -108,13 +108,22 @@ async def test_a_long_line_in_small_pieces_is_looked_at_once(monkeypatch, size):
 )
 async def test_a_line_or_event_over_the_limit_is_refused(body):
     for piece in (10, len(body)):
-        with pytest.raises(TooLarge):
-            await _read([_data({"n": 1}), *(body[i : i + piece] for i in range(0, len(body), piece))], max_bytes=1000)
+        with pytest.raises(LineTooLong):
+            await _read([_data({"n": 1}), *(body[i : i + piece] for i in range(0, len(body), piece))], max_line_bytes=1000)
 
 
 async def test_a_line_at_the_limit_is_read_and_one_byte_more_is_not():
     line = b"data: " + json.dumps({"t": "x" * 985}).encode()
     assert len(line) == 1000
-    assert await _read([line + b"\n\n", b"data: [DONE]\n\n"], max_bytes=1000) == [{"t": "x" * 985}]
-    with pytest.raises(TooLarge):
-        await _read([line + b" \n\n", b"data: [DONE]\n\n"], max_bytes=1000)
+    assert await _read([line + b"\n\n", b"data: [DONE]\n\n"], max_line_bytes=1000) == [{"t": "x" * 985}]
+    with pytest.raises(LineTooLong):
+        await _read([line + b" \n\n", b"data: [DONE]\n\n"], max_line_bytes=1000)
+
+
+async def test_a_reply_over_the_limit_is_refused_even_after_done():
+    body = _data({"n": 1}) * 100
+    assert len(await _read([body, b"data: [DONE]\n\n"], max_bytes=len(body) + 14)) == 100
+    with pytest.raises(ResponseTooLarge):
+        await _read([body, b"data: [DONE]\n\n"], max_bytes=len(body) + 13)
+    with pytest.raises(ResponseTooLarge):
+        await _read([_data({"n": 1}), b"data: [DONE]\n\n", body], max_bytes=len(body))
