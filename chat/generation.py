@@ -26,7 +26,7 @@ from chat.db_threads import shared_context
 from chat.eventlog import get_event_log
 from chat.events import Event
 from chat.history import build_messages, load_history
-from chat.model_client import describe_error, error_detail, get_client
+from chat.model_client import FILTERED, describe_error, error_detail, get_client
 from chat.models import Generation, Message, Status, StopReason, ToolCall
 from chat.recorder import Recorder
 from chat.rendering import render_message
@@ -239,6 +239,9 @@ class Answer:
                 continue
             if round.finish_reason == "length":
                 return Outcome(Status.STOPPED, StopReason.TOKEN_LIMIT, "The answer reached the model's token limit.")
+            if round.finish_reason == "content_filter":
+                # The provider cut the answer short: not a complete one.
+                return Outcome(Status.ERROR, StopReason.PROVIDER_ERROR, FILTERED)
             return Outcome(Status.COMPLETE)
 
     async def _stream_round(self, messages: list[dict], tools: list[dict]) -> Round:

@@ -56,6 +56,7 @@ QUOTA_USED_UP = (
 )
 UNAVAILABLE = "The model provider is unavailable right now. Retry in a minute."
 REFUSED = "The model provider refused to answer this request."
+FILTERED = "The model provider's content filter stopped this answer."
 CREDENTIALS = (
     "The model provider did not accept this site's credentials, so it cannot answer now. "
     "The site's administrators need to fix this."

@@ -52,6 +52,16 @@ async def test_it_reports_the_failure_and_keeps_the_partial_text(failure, stub, 
     assert stored.content == kept
 
 
+async def test_an_answer_cut_by_the_content_filter_is_no_complete_answer(stub, alice_async, conversation):
+    stub.script(Stream(PARTIAL, finish_reason="content_filter"))
+    message = await send(alice_async, conversation, "Tell me something")
+    frames = await read_stream(alice_async, message)
+    assert frames[-1].event == "error"
+    assert "content filter stopped this answer" in frames[-1].data
+    stored = await finished(message.pk)
+    assert (stored.status, stored.stop_reason, stored.content) == ("error", "provider_error", "".join(PARTIAL))
+
+
 async def test_retry_after_a_failure_gives_a_fresh_answer(stub, alice_async, conversation):
     stub.script(Stream(PARTIAL, drop=True), Stream(["A fresh ", "answer."]))
     failed = await send(alice_async, conversation, "Tell me something")
