@@ -104,6 +104,9 @@ def error_detail(exc: BaseException) -> str:
     else:
         message = str(exc)
     detail = " ".join(parts) + (f": {message}" if message else "")
+    if exc.__cause__ is not None:
+        # The SDK's connection errors say "Connection error."; the cause says which.
+        detail += f" (from {type(exc.__cause__).__name__}: {exc.__cause__})"
     return detail[:MAX_DETAIL_CHARS]
 
 

@@ -50,6 +50,8 @@ async def test_it_reports_the_failure_and_keeps_the_partial_text(failure, stub, 
     assert stored.stop_reason == "provider_error"
     assert said in stored.error
     assert stored.content == kept
+    # Staff read what went wrong in the provider's or the library's words.
+    assert (await Generation.objects.aget(message=message)).error_detail
 
 
 async def test_an_answer_cut_by_the_content_filter_is_no_complete_answer(stub, alice_async, conversation):
