@@ -2,7 +2,9 @@
 
 JSON is the faithful copy: every stored field of the conversation, its messages,
 their tool calls, generations and feedback, keyed by the field's column name
-(`conversation_id`, `superseded_by_id`), with datetimes in full ISO 8601.
+(`conversation_id`, `superseded_by_id`), with datetimes in full ISO 8601. The one
+exception is the provider's own account of a failure (`error_detail`): it may hold
+masked keys, organisation ids and internal host names, and stays in admin.
 
 CSV is for spreadsheets: one row per message. A cell that starts like a formula
 (`=`, `+`, `-`, `@`, tab, carriage return) gets a leading `'` so opening the file
@@ -40,6 +42,9 @@ CSV_COLUMNS = [
 ]
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+# Stored for staff in admin, never in a file that leaves it.
+NOT_EXPORTED = frozenset({"error_detail"})
 
 
 def conversations_as_json(queryset: QuerySet[Conversation]) -> str:
@@ -107,8 +112,12 @@ def _message(message: Message) -> dict:
 
 
 def _fields(obj: Model) -> dict:
-    """Every stored column of a row, foreign keys as ids."""
-    return {f.attname: _json_value(getattr(obj, f.attname)) for f in obj._meta.concrete_fields}
+    """Every stored column of a row (but NOT_EXPORTED), foreign keys as ids."""
+    return {
+        f.attname: _json_value(getattr(obj, f.attname))
+        for f in obj._meta.concrete_fields
+        if f.attname not in NOT_EXPORTED
+    }
 
 
 def _json_value(value):

@@ -26,7 +26,7 @@ from chat.serving.db_threads import shared_context
 from chat.eventlog import get_event_log
 from chat.events import Event
 from chat.history import build_messages, load_history
-from chat.model_client import describe_error, get_client
+from chat.model_client import FILTERED, describe_error, error_detail, get_client
 from chat.models import Generation, Message, Status, StopReason, ToolCall
 from chat.recorder import Recorder
 from chat.rendering import render_message
@@ -35,6 +35,11 @@ from chat.tools import ToolContext, ToolError, all_tools, get_tool
 logger = logging.getLogger("chat.generation")
 
 UNFINISHED_TOOL = "The answer ended before the tool finished."
+# ToolCall.name's length: no tool has a longer name.
+MAX_TOOL_NAME = 100
+# Token counts are stored in 32-bit columns (PostgreSQL's integer), a message's
+# summed over its attempts: a provider's absurd count must not fail the final save.
+MAX_TOKENS_STORED = 2**31 - 1
 
 # Running generations of this process, so they are not garbage-collected and
 # tests can wait for them.
@@ -78,18 +83,34 @@ class Outcome:
 
 
 class ProviderFailure(Exception):
-    """The model provider failed; the message is what the user reads."""
+    """The model provider failed. The message is what the user reads; `detail`,
+    the provider's own account, is for the log and staff only."""
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class AnswerTooLong(Exception):
     pass
 
 
+class OutputLimit(Exception):
+    """The model or its provider sent more than a limit allows; the message is
+    what the user reads."""
+
+
 @dataclass
 class PendingCall:
     id: str = ""
     name: str = ""
-    arguments: str = ""
+    # Joined once, when needed (see Round.text).
+    argument_parts: list[str] = field(default_factory=list)
+    argument_chars: int = 0
+
+    @property
+    def arguments(self) -> str:
+        return "".join(self.argument_parts)
 
 
 @dataclass
@@ -193,6 +214,7 @@ class Answer:
             try:
                 round = await self._stream_round(messages, tools)
             except ProviderFailure as exc:
+                await self._provider_failed(exc)
                 return Outcome(Status.ERROR, StopReason.PROVIDER_ERROR, str(exc))
             except AnswerTooLong:
                 return Outcome(
@@ -200,6 +222,9 @@ class Answer:
                     StopReason.ANSWER_LIMIT,
                     f"The answer reached the length limit of {settings.CHAT_MAX_ANSWER_CHARS} characters.",
                 )
+            except OutputLimit as exc:
+                logger.warning("output limit message=%s: %s", self.message_id, exc)
+                return Outcome(Status.ERROR, StopReason.OUTPUT_LIMIT, str(exc))
             if round.calls:
                 if tool_rounds >= settings.CHAT_MAX_TOOL_ROUNDS:
                     return Outcome(
@@ -212,6 +237,9 @@ class Answer:
                 continue
             if round.finish_reason == "length":
                 return Outcome(Status.STOPPED, StopReason.TOKEN_LIMIT, "The answer reached the model's token limit.")
+            if round.finish_reason == "content_filter":
+                # The provider cut the answer short: not a complete one.
+                return Outcome(Status.ERROR, StopReason.PROVIDER_ERROR, FILTERED)
             return Outcome(Status.COMPLETE)
 
     async def _stream_round(self, messages: list[dict], tools: list[dict]) -> Round:
@@ -220,6 +248,8 @@ class Answer:
         round = Round()
         by_index: dict[int, PendingCall] = {}
         idle = settings.CHAT_IDLE_TIMEOUT
+        max_line_bytes = settings.CHAT_MAX_PROVIDER_LINE_BYTES
+        max_bytes = settings.CHAT_MAX_PROVIDER_RESPONSE_BYTES
         loop = asyncio.get_running_loop()
         try:
             async with provider_stream.completion(get_client(), _request_body(messages, tools)) as response:
@@ -228,31 +258,54 @@ class Answer:
                 # within `idle`, not once per token.
                 deadline = loop.time() + idle
                 async with asyncio.timeout_at(deadline) as timer:
-                    async for chunk in provider_stream.chunks(response):
+                    async for chunk in provider_stream.chunks(
+                        response, max_line_bytes=max_line_bytes, max_bytes=max_bytes
+                    ):
                         now = loop.time()
                         if deadline - now < idle:
                             deadline = now + idle * 1.25
                             timer.reschedule(deadline)
                         await self._chunk(chunk, round, by_index)
-        except (TimeoutError, httpx2.TimeoutException):
+        except provider_stream.LineTooLong:
+            raise OutputLimit(
+                f"The model provider sent more than {max_line_bytes:,} bytes in one piece; stopped here."
+            ) from None
+        except provider_stream.ResponseTooLarge:
+            raise OutputLimit(f"The model provider sent more than {max_bytes:,} bytes in one reply; stopped here.") from None
+        except (TimeoutError, httpx2.TimeoutException) as exc:
             # Ours, or the client's read timeout (the same length) if it fired first.
-            raise ProviderFailure(f"The model provider sent nothing for {idle:g} seconds.") from None
+            raise ProviderFailure(f"The model provider sent nothing for {idle:g} seconds.", error_detail(exc)) from None
         except (openai.APIError, OSError, ValueError) as exc:
-            raise ProviderFailure(describe_error(exc)) from exc
+            raise ProviderFailure(describe_error(exc), error_detail(exc)) from exc
         except Exception as exc:
             # httpx2 transport errors mid-stream are not wrapped by the SDK.
             if type(exc).__module__.startswith(("httpx2", "httpcore2")):
-                raise ProviderFailure(describe_error(exc)) from exc
+                raise ProviderFailure(describe_error(exc), error_detail(exc)) from exc
             raise
         if round.finish_reason is None:
-            raise ProviderFailure("The model's answer ended without finishing (the stream was cut off).")
+            raise ProviderFailure(
+                "The model's answer ended without finishing (the stream was cut off).",
+                "The stream ended without a finish_reason.",
+            )
         return round
+
+    async def _provider_failed(self, failure: ProviderFailure) -> None:
+        """The provider's own account of a failure goes to the log and, for staff,
+        to the attempt's row (one more write, on this rare path only)."""
+        logger.warning(
+            "provider failed message=%s generation=%s: %s", self.message_id, self.generation_id, failure.detail
+        )
+        self.other_writes += 1
+        await Generation.objects.filter(pk=self.generation_id).aupdate(error_detail=failure.detail)
 
     async def _chunk(self, chunk: dict, round: Round, by_index: dict[int, PendingCall]) -> None:
         usage = chunk.get("usage")
         if isinstance(usage, dict):
-            self.prompt_tokens += _count(usage.get("prompt_tokens"))
-            self.completion_tokens += _count(usage.get("completion_tokens"))
+            earlier = self.message
+            self.prompt_tokens = _tokens(self.prompt_tokens, usage.get("prompt_tokens"), earlier.prompt_tokens)
+            self.completion_tokens = _tokens(
+                self.completion_tokens, usage.get("completion_tokens"), earlier.completion_tokens
+            )
         choices = chunk.get("choices")
         if not choices:
             return
@@ -333,7 +386,7 @@ class Answer:
     async def _run_tool(self, row: ToolCall, context: ToolContext) -> None:
         started = time.monotonic()
         try:
-            row.result = await _call_tool(row.name, row.arguments, context)
+            row.result = _bounded_result(await _call_tool(row.name, row.arguments, context))
             row.state = ToolCall.State.OK
         except ToolError as exc:
             row.error, row.state = str(exc), ToolCall.State.ERROR
@@ -474,27 +527,42 @@ def _request_body(messages: list[dict], tools: list[dict]) -> dict:
     return body
 
 
-def _count(value) -> int:
-    return value if isinstance(value, int) and value > 0 else 0
+def _tokens(total: int, reported, earlier: int | None) -> int:
+    """`total` plus a count the provider reported, if it is one, kept storable
+    with the message's `earlier` attempts' count."""
+    if not isinstance(reported, int) or reported <= 0:
+        return total
+    return min(total + reported, MAX_TOKENS_STORED - (earlier or 0))
 
 
 def _gather_call(round: Round, by_index: dict[int, PendingCall], delta: dict) -> None:
     """Tool-call deltas arrive in pieces keyed by index; some servers reuse index
-    0 for every call, so a new id at a known index starts a new call."""
+    0 for every call, so a new id at a known index starts a new call. The number
+    of calls, their names and arguments are bounded as they arrive."""
     index = delta.get("index") if isinstance(delta.get("index"), int) else 0
     call_id = delta.get("id") if isinstance(delta.get("id"), str) else None
     call = by_index.get(index)
     if call is None or (call_id and call.id and call_id != call.id):
+        if len(round.calls) >= settings.CHAT_MAX_TOOL_CALLS:
+            limit = settings.CHAT_MAX_TOOL_CALLS
+            raise OutputLimit(f"The model asked for more than {limit} tool calls at once; stopped here.")
         call = by_index[index] = PendingCall()
         round.calls.append(call)
     if call_id:
         call.id = call_id
     function = delta.get("function")
     if isinstance(function, dict):
-        if isinstance(function.get("name"), str):
-            call.name += function["name"]
-        if isinstance(function.get("arguments"), str):
-            call.arguments += function["arguments"]
+        name, arguments = function.get("name"), function.get("arguments")
+        if isinstance(name, str):
+            call.name += name
+            if len(call.name) > MAX_TOOL_NAME:
+                raise OutputLimit(f"The model sent a tool name longer than {MAX_TOOL_NAME} characters; stopped here.")
+        if isinstance(arguments, str) and arguments:
+            call.argument_chars += len(arguments)
+            if call.argument_chars > settings.CHAT_MAX_TOOL_ARGUMENT_CHARS:
+                limit = settings.CHAT_MAX_TOOL_ARGUMENT_CHARS
+                raise OutputLimit(f"The model sent tool arguments longer than {limit:,} characters; stopped here.")
+            call.argument_parts.append(arguments)
     if not call.id:
         call.id = f"call_{len(round.calls)}"
 
@@ -507,10 +575,23 @@ async def _call_tool(name: str, arguments: str, context: ToolContext) -> str:
         args = json.loads(arguments or "{}")
     except json.JSONDecodeError:
         raise ToolError("The arguments were not valid JSON.") from None
+    except RecursionError:
+        raise ToolError("The arguments are nested too deeply.") from None
     if not isinstance(args, dict):
         raise ToolError("The arguments must be a JSON object.")
     async with asyncio.timeout(settings.CHAT_TOOL_TIMEOUT):
         return await tool.run(args, context)
+
+
+def _bounded_result(result: str) -> str:
+    """A tool's result as the model and the page get it. A longer one is cut with
+    a note, not refused: what the tool found is still worth answering from, and
+    the note tells the model it has not seen all of it."""
+    limit = settings.CHAT_MAX_TOOL_RESULT_CHARS
+    if len(result) <= limit:
+        return result
+    note = f"[Cut here: the result was {len(result):,} characters long; only the first {limit:,} are given.]"
+    return f"{result[:limit]}\n{note}"
 
 
 def _log_outcome(message: Message, answer: Answer, outcome: Outcome) -> None:

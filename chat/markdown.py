@@ -2,6 +2,7 @@
 Pygments, then sanitised by nh3 so model output can never carry active markup."""
 
 import threading
+from html import escape
 
 import markdown as md
 import nh3
@@ -46,7 +47,12 @@ def _converter() -> md.Markdown:
 
 
 def render_markdown(text: str) -> str:
-    html = _converter().convert(text)
+    try:
+        html = _converter().convert(text)
+    except RecursionError:
+        # Nesting deeper than Python-Markdown recurses ("- - - … x" from a model
+        # steered to break the page): the text as it was written.
+        html = f"<pre>{escape(text)}</pre>"
     return nh3.clean(
         html,
         tags=_TAGS,

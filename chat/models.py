@@ -52,6 +52,8 @@ class StopReason(models.TextChoices):
     UNWATCHED = "unwatched", "Nobody was watching"
     ANSWER_LIMIT = "answer_limit", "Reached the answer length limit"
     INTERNAL_ERROR = "internal_error", "Server error"
+    # Too many tool calls at once, oversized tool arguments or stream lines.
+    OUTPUT_LIMIT = "output_limit", "The model's output went past a limit"
 
 
 # Worst first: the admin shows a conversation's worst answer status.
@@ -155,6 +157,10 @@ class Generation(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.STREAMING)
     stop_reason = models.CharField(max_length=20, choices=StopReason.choices, blank=True)
     error = models.TextField(blank=True)
+    # The provider's own account of a failure, for staff in admin (and the log):
+    # never shown to the user nor exported, as it may hold masked keys,
+    # organisation ids, quota figures and internal host names.
+    error_detail = models.TextField(blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
 

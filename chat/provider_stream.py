@@ -23,6 +23,18 @@ from contextlib import asynccontextmanager
 import httpx2
 import openai
 
+class TooLarge(Exception):
+    """The provider sent more than the caller allows: the provider decides how
+    much it sends, and a broken or hostile one sends without end."""
+
+
+class LineTooLong(TooLarge):
+    """A line or an event of the stream."""
+
+
+class ResponseTooLarge(TooLarge):
+    """The whole response."""
+
 
 @asynccontextmanager
 async def completion(client: openai.AsyncOpenAI, body: dict) -> AsyncIterator[httpx2.Response]:
@@ -34,16 +46,22 @@ async def completion(client: openai.AsyncOpenAI, body: dict) -> AsyncIterator[ht
         await response.aclose()
 
 
-async def chunks(http_response: httpx2.Response) -> AsyncIterator[dict]:
-    """The JSON chunks of a streamed chat completion."""
-    events = _events(http_response.aiter_bytes())
+async def chunks(http_response: httpx2.Response, *, max_line_bytes: int, max_bytes: int) -> AsyncIterator[dict]:
+    """The JSON chunks of a streamed chat completion. A line or an event longer
+    than `max_line_bytes` raises LineTooLong; a body longer than `max_bytes`,
+    ResponseTooLarge."""
+    events = _events(http_response.aiter_bytes(), max_line_bytes, max_bytes)
     async for event, data in events:
         if data.startswith(b"[DONE]"):
             # Read to the end of the body so the connection can be reused.
             async for _ in events:
                 pass
             return
-        chunk = json.loads(data)
+        try:
+            chunk = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            # Its beginning, for the log and staff: what the provider sent instead.
+            raise ValueError(f"a chunk of the stream is not JSON ({exc}): {data[:200]!r}") from None
         if not isinstance(chunk, dict):
             raise ValueError("a chunk of the stream is not a JSON object")
         if event == b"error" or chunk.get("error"):
@@ -51,34 +69,65 @@ async def chunks(http_response: httpx2.Response) -> AsyncIterator[dict]:
         yield chunk
 
 
-async def _events(pieces: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes, bytes]]:
-    """(event type, data) for every event of an SSE body, in order."""
-    buffer = b""
-    event, data = b"", []
+async def _events(
+    pieces: AsyncIterator[bytes], max_line_bytes: int, max_bytes: int
+) -> AsyncIterator[tuple[bytes, bytes]]:
+    """(event type, data) for every event of an SSE body, in order.
+
+    The work is linear in the body however it is cut into pieces: a piece with
+    no line end is only put aside, and an unfinished line is joined once, when
+    its end comes. (Searching the whole buffer again for every piece took 17 s
+    for a 40 MB line.)"""
+    unfinished: list[bytes] = []  # pieces of a line whose end has not come yet
+    unfinished_size = 0
+    event, data, size = b"", [], 0
+    received = 0
     async for piece in pieces:
-        buffer += piece
-        if b"\r" in buffer:
-            # Lines may end in CRLF or CR too. A CR at the very end may be the
-            # first half of a CRLF: it waits for the next piece.
-            keep_cr = buffer.endswith(b"\r")
-            buffer = buffer[:-1] if keep_cr else buffer
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + (b"\r" if keep_cr else b"")
-        *lines, buffer = buffer.split(b"\n")
+        received += len(piece)
+        if received > max_bytes:
+            raise ResponseTooLarge(f"more than {received} bytes")
+        if b"\n" not in piece and b"\r" not in piece and not (unfinished and unfinished[-1].endswith(b"\r")):
+            unfinished.append(piece)
+            unfinished_size += len(piece)
+            if unfinished_size > max_line_bytes:
+                raise LineTooLong(f"a line of more than {unfinished_size} bytes")
+            continue
+        unfinished.append(piece)
+        *lines, rest = _lines(b"".join(unfinished))
+        unfinished, unfinished_size = ([rest], len(rest)) if rest else ([], 0)
+        if unfinished_size > max_line_bytes:
+            raise LineTooLong(f"a line of more than {unfinished_size} bytes")
         for line in lines:
             if not line:
                 if data:
                     yield event or b"message", b"\n".join(data)
-                event, data = b"", []
+                event, data, size = b"", [], 0
                 continue
+            if len(line) > max_line_bytes:
+                raise LineTooLong(f"a line of {len(line)} bytes")
             name, _, value = line.partition(b":")
             if value.startswith(b" "):
                 value = value[1:]
             if name == b"data":
+                size += len(value)
+                if size > max_line_bytes:
+                    raise LineTooLong(f"an event of more than {size} bytes")
                 data.append(value)
             elif name == b"event":
                 event = value
             # Comments (": keep-alive"), id: and retry: change nothing here.
     # An event cut off by the end of the body is dropped, as a browser would.
+
+
+def _lines(buffer: bytes) -> list[bytes]:
+    """The lines of `buffer` (ending in LF, CRLF or CR), then what follows the
+    last line end. A CR at the very end may be the first half of a CRLF: it stays
+    there, for the next piece to tell."""
+    if b"\r" in buffer:
+        keep_cr = buffer.endswith(b"\r")
+        buffer = buffer[:-1] if keep_cr else buffer
+        buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + (b"\r" if keep_cr else b"")
+    return buffer.split(b"\n")
 
 
 def _error_message(chunk: dict) -> str:

@@ -55,7 +55,8 @@ class ToolCard:
     def pretty_arguments(self) -> str:
         try:
             return json.dumps(json.loads(self.arguments or "{}"), indent=2, ensure_ascii=False)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # Not JSON, or nested deeper than Python recurses: shown as sent.
             return self.arguments
 
     @classmethod

@@ -200,6 +200,18 @@ CHAT_CONNECT_TIMEOUT = env_number("CHAT_CONNECT_TIMEOUT", 10, minimum=0.1)
 CHAT_IDLE_TIMEOUT = env_number("CHAT_IDLE_TIMEOUT", 60, minimum=0.1)
 CHAT_MAX_TOOL_ROUNDS = env_int("CHAT_MAX_TOOL_ROUNDS", 5, minimum=1)
 CHAT_TOOL_TIMEOUT = env_number("CHAT_TOOL_TIMEOUT", 10, minimum=0.1)
+# What a provider sends is bounded, so a broken or hostile one cannot exhaust a
+# worker (past a limit, the answer ends with an error): tool calls per round, the
+# length of a call's arguments, the longest line or event of its stream in bytes
+# (a chunk carrying a whole tool call must fit, escaped), and the bytes of one
+# reply (one model round; some 250 a token).
+CHAT_MAX_TOOL_CALLS = env_int("CHAT_MAX_TOOL_CALLS", 16, minimum=1)
+CHAT_MAX_TOOL_ARGUMENT_CHARS = env_int("CHAT_MAX_TOOL_ARGUMENT_CHARS", 50000, minimum=100)
+CHAT_MAX_PROVIDER_LINE_BYTES = env_int("CHAT_MAX_PROVIDER_LINE_BYTES", 1_000_000, minimum=1000)
+CHAT_MAX_PROVIDER_RESPONSE_BYTES = env_int("CHAT_MAX_PROVIDER_RESPONSE_BYTES", 64_000_000, minimum=100_000)
+# A longer tool result is cut, with a note saying so, before the model and the
+# page get it.
+CHAT_MAX_TOOL_RESULT_CHARS = env_int("CHAT_MAX_TOOL_RESULT_CHARS", 20000, minimum=100)
 # Seconds between characters of the demo model (a person can watch it).
 CHAT_DEMO_DELAY = env_number("CHAT_DEMO_DELAY", 0.03)
 

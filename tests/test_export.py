@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from chat.export import CSV_COLUMNS, conversations_as_csv, conversations_as_json
+from chat.export import CSV_COLUMNS, NOT_EXPORTED, conversations_as_csv, conversations_as_json
 from chat.models import Conversation, Feedback, Generation, Message, Status, StopReason, ToolCall
 
 # Microseconds on purpose: the export must not round timestamps.
@@ -19,8 +19,8 @@ T0 = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=dt_timezone.utc)
 
 
 def stored(obj) -> dict:
-    """Every stored column of a row as the ORM has it."""
-    return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
+    """Every stored column of a row as the ORM has it, but the staff-only ones."""
+    return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields if f.attname not in NOT_EXPORTED}
 
 
 def assert_round_trips(exported: dict, obj) -> None:
@@ -53,7 +53,8 @@ def full_conversation(alice, admin_user) -> Conversation:
     Message.objects.filter(pk=failed.pk).update(superseded_by=answer)
     owner_id = answer.conversation.owner_id
     Generation.objects.create(message=answer, owner_id=owner_id, text_offset=0, start_seq=0, model="gpt-x", started_at=T0,
-                              status=Status.STOPPED, stop_reason=StopReason.USER_STOP, completion_tokens=3)
+                              status=Status.STOPPED, stop_reason=StopReason.USER_STOP, completion_tokens=3,
+                              error_detail="RateLimitError status=429: org-Kq7TzXw2")
     Generation.objects.create(message=answer, owner_id=owner_id, text_offset=6, start_seq=4, model="gpt-x",
                               started_at=T0 + timedelta(seconds=3), status=Status.COMPLETE)
     ToolCall.objects.create(message=answer, call_id="call_1", name="calculator", arguments='{"expression": "2+2"}',
@@ -89,6 +90,9 @@ def test_json_round_trips_every_stored_field(full_conversation):
         else:
             assert row["feedback"] is None
     assert sum(len(m["tool_calls"]) for m in exported["messages"]) == 2
+    # The provider's own account of a failure stays in admin.
+    assert NOT_EXPORTED == {"error_detail"}
+    assert "org-Kq7TzXw2" not in json.dumps(data)
 
 
 @pytest.mark.django_db

@@ -106,8 +106,8 @@ def evaluate(expression: str) -> str:
         raise ToolError(f"Not a valid arithmetic expression: {exc.msg}.") from None
     except (RecursionError, MemoryError):
         raise ToolError(f"The expression is nested too deeply (the limit is {MAX_DEPTH} levels).") from None
-    except ValueError as exc:  # e.g. null bytes on some Python versions
-        raise ToolError(f"Not a valid arithmetic expression: {exc}.") from None
+    except ValueError:  # null bytes on some Python versions
+        raise ToolError("Not a valid arithmetic expression: it contains a null character.") from None
     return _format(_eval(tree.body, 0))
 
 
