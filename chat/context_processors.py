@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.http import HttpRequest
 
-from chat.model_client import uses_demo_model
+from chat.provider.client import uses_demo_model
 
 
 def model_info(request: HttpRequest) -> dict:

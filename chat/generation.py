@@ -20,16 +20,17 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from chat import events, provider_stream
-from chat.serving import collector
-from chat.serving.db_threads import shared_context
+from chat import events
 from chat.eventlog import get_event_log
 from chat.events import Event
-from chat.history import build_messages, load_history
-from chat.model_client import FILTERED, describe_error, error_detail, get_client
 from chat.models import Generation, Message, Status, StopReason, ToolCall
+from chat.provider import stream as provider_stream
+from chat.provider.client import FILTERED, describe_error, error_detail, get_client
+from chat.provider.prompt import build_messages, load_history
 from chat.recorder import Recorder
 from chat.rendering import render_message
+from chat.serving import collector
+from chat.serving.db_threads import shared_context
 from chat.tools import ToolContext, ToolError, all_tools, get_tool
 
 logger = logging.getLogger("chat.generation")

@@ -30,8 +30,8 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from chat.serving.db_threads import shared_context
 from chat.models import Message
+from chat.serving.db_threads import shared_context
 
 logger = logging.getLogger("chat.recorder")
 

@@ -15,13 +15,13 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
 from chat import sse
+from chat.eventlog import get_event_log
 from chat.events import ERROR as sse_error
 from chat.events import TEXT_DELTA, Event
-from chat.eventlog import get_event_log
 from chat.liveness import interrupt_if_stale
-from chat.serving.login import login_required
 from chat.models import Message, Status
 from chat.rendering import event_fragment, render_message, terminal_event_type, text_fragment
+from chat.serving.login import login_required
 from chat.views import amessage_for_owner
 
 logger = logging.getLogger("chat.stream")

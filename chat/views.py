@@ -15,9 +15,9 @@ from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retar
 from chat import answers
 from chat.eventlog import get_event_log
 from chat.liveness import interrupt_if_stale
-from chat.serving.login import login_required
 from chat.models import Conversation, Feedback, Message, Status
 from chat.rendering import message_context, render_message
+from chat.serving.login import login_required
 
 SIDEBAR_SIZE = 100
 

@@ -193,7 +193,7 @@ OPENAI_BASE_URL = env_url("OPENAI_BASE_URL", ("http", "https"))
 CHAT_MODEL = env_str("CHAT_MODEL", "gpt-4o-mini" if OPENAI_API_KEY else "demo")
 CHAT_MAX_TOKENS = env_int("CHAT_MAX_TOKENS", 2048, minimum=1)
 # The SDK retries a failed request until the response starts; mid-stream
-# failures are ours to handle (see chat/model_client.py).
+# failures are ours to handle (see chat/provider/client.py).
 CHAT_MAX_RETRIES = env_int("CHAT_MAX_RETRIES", 2)
 CHAT_CONNECT_TIMEOUT = env_number("CHAT_CONNECT_TIMEOUT", 10, minimum=0.1)
 # Longest wait for the next chunk of a streaming answer.

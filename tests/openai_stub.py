@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 try:
-    from chat.openai_wire import DONE, finish_chunk, role_chunk, sse, text_chunk, tool_call_chunk, usage_chunk
+    from chat.provider.wire import DONE, finish_chunk, role_chunk, sse, text_chunk, tool_call_chunk, usage_chunk
 except ModuleNotFoundError:  # run without the project root on sys.path (e.g. pytest -p no:django)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from chat.openai_wire import DONE, finish_chunk, role_chunk, sse, text_chunk, tool_call_chunk, usage_chunk
+    from chat.provider.wire import DONE, finish_chunk, role_chunk, sse, text_chunk, tool_call_chunk, usage_chunk
 
 __all__ = ["OpenAIStub", "Stream", "ToolCallPart", "Timed", "Status", "Reply"]
 
@@ -55,7 +55,7 @@ BACKLOG = 4096
 
 @dataclass
 class ToolCallPart:
-    """One streamed tool-call delta (see ``chat.openai_wire.tool_call_chunk``)."""
+    """One streamed tool-call delta (see ``chat.provider.wire.tool_call_chunk``)."""
 
     index: int
     id: str | None = None

@@ -1,6 +1,6 @@
 """A provider that sends malformed JSON in the middle of its stream: the answer
 ends with an error the user sees, keeps the text that came before it, and the
-next prompt is answered. (The wording of provider errors is chat/model_client.py's
+next prompt is answered. (The wording of provider errors is chat/provider/client.py's
 to choose: checked here is the status, the reason and that a message is shown.)"""
 
 import pytest

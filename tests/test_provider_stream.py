@@ -7,8 +7,8 @@ import httpx2
 import openai
 import pytest
 
-from chat import provider_stream
-from chat.provider_stream import LineTooLong, ResponseTooLarge, chunks
+from chat.provider import stream as provider_stream
+from chat.provider.stream import LineTooLong, ResponseTooLarge, chunks
 
 
 def _response(pieces: list[bytes]) -> httpx2.Response:

@@ -23,12 +23,12 @@ version moves. What would let it go: Django running these hooks natively async.
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core import checks
-from django.utils.module_loading import import_string
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
+from django.core import checks
 from django.middleware import clickjacking, common, csrf, security
+from django.utils.module_loading import import_string
 
 VERIFIED_ON = (5, 2)
 

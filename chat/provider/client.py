@@ -7,7 +7,7 @@ import httpx2
 import openai
 from django.conf import settings
 
-from chat.demo_model import DemoModelTransport
+from chat.provider.demo import DemoModelTransport
 
 _clients: dict[tuple, openai.AsyncOpenAI] = {}
 

@@ -5,8 +5,10 @@ import json
 
 from django.conf import settings
 
-from chat.demo_model import CONTINUE_MARKER
 from chat.models import Message, ToolCall
+
+# How a Continue asks the model to go on; the demo model recognises it.
+CONTINUE_MARKER = "Continue exactly where you stopped"
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant in a chat application. Answer in Markdown. "

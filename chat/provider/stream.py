@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 import httpx2
 import openai
 
+
 class TooLarge(Exception):
     """The provider sent more than the caller allows: the provider decides how
     much it sends, and a broken or hostile one sends without end."""

@@ -14,9 +14,8 @@ from collections.abc import AsyncIterator
 import httpx2
 from django.conf import settings
 
-from chat import openai_wire as wire
-
-CONTINUE_MARKER = "Continue exactly where you stopped"
+from chat.provider import wire
+from chat.provider.prompt import CONTINUE_MARKER
 
 _ARITHMETIC_RUN = re.compile(r"[\d\s.+\-*/%^()]+")
 _TIME = re.compile(r"\btime\b.*?\bin\s+([A-Za-z_/ ]+?)\s*[?.!]*$", re.IGNORECASE)
