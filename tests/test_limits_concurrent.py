@@ -7,7 +7,6 @@ Personas: a user of each test's own sends every request (so no other test's
 answers count against its limits).
 """
 
-import secrets
 import threading
 import time
 from collections import Counter
@@ -27,14 +26,6 @@ BURST = 30
 # behind the burst's writes still counts as running (it would not, were its
 # process dead for that long, and that is not what these tests are about).
 HEARTBEAT_STALE = {"CHAT_HEARTBEAT_STALE": "30"}
-
-
-def _new_user(worker: LiveServer) -> tuple[str, str]:
-    username, password = f"user-{secrets.token_hex(4)}", secrets.token_urlsafe(12)
-    worker.manage(
-        "shell", "-c", f"from django.contrib.auth.models import User; User.objects.create_user({username!r}, password={password!r})"
-    )
-    return username, password
 
 
 def _at_once(session: Browserless, workers: list[LiveServer], path: str, data: dict) -> list:
@@ -67,7 +58,7 @@ STARTED_GENERATIONS = "SELECT count(*) FROM chat_generation g JOIN auth_user u O
 
 def _assert_concurrent_answers_held_at_three(workers: list[LiveServer], stub) -> None:
     stub.default = Stream(["Thinking"], hang=True)
-    username, password = _new_user(workers[0])
+    username, password = workers[0].new_user()
     session = Browserless(workers[0].url, username, password)
 
     responses = _at_once(session, workers, "/c/new/", {"prompt": "Hello"})
@@ -99,7 +90,7 @@ def test_concurrent_answers_hold_at_the_limit_across_workers_on_postgresql(two_w
 def test_prompts_per_minute_hold_at_the_limit_across_workers_on_postgresql(two_workers, openai_stub_server):
     workers = two_workers({"CHAT_PROMPTS_PER_MINUTE": "5", "CHAT_MAX_CONCURRENT_ANSWERS": str(BURST)})
     openai_stub_server.default = Stream(["Hi"])
-    username, password = _new_user(workers[0])
+    username, password = workers[0].new_user()
     session = Browserless(workers[0].url, username, password)
 
     responses = _at_once(session, workers, "/c/new/", {"prompt": "Hello"})
@@ -114,7 +105,7 @@ def test_one_conversation_starts_one_answer_at_a_time_across_workers_on_postgres
     workers = two_workers({"CHAT_MAX_CONCURRENT_ANSWERS": str(BURST)})
     openai_stub_server.script(Stream(["Hi"]))
     openai_stub_server.default = Stream(["Thinking"], hang=True)
-    username, password = _new_user(workers[0])
+    username, password = workers[0].new_user()
     session = Browserless(workers[0].url, username, password)
     conversation_id, first_answer = session.new_conversation("Hello")
     deadline = time.monotonic() + 10
