@@ -20,6 +20,7 @@ from axes.models import AccessAttempt
 from django.test import Client
 from django.utils import timezone
 
+from chat.middleware import POLICY
 from tests.live import LiveServer
 from tests.test_many_workers import database, shared_redis, start_worker  # noqa: F401 (fixtures)
 
@@ -59,6 +60,7 @@ def assert_signed_in(url: str, username: str, password: str, address: str) -> No
 
 def assert_locked_out(response, wait: str) -> None:
     assert response.status_code == 429
+    assert response["Content-Security-Policy"] == POLICY
     page = " ".join(response.content.decode().split())
     assert f"Too many failed attempts to log in to this account or from this address. Wait {wait}, then try again." in page
     assert "even with the right password" in page
@@ -166,6 +168,7 @@ def attempt(server: LiveServer, username: str, password: str, forwarded_for: str
 def assert_served_lockout(response: httpx2.Response, wait: str) -> None:
     assert response.status_code == 429
     assert response.headers["Retry-After"] == "900"
+    assert response.headers["Content-Security-Policy"] == POLICY
     assert f"Wait {wait}, then try again." in " ".join(response.text.split())
 
 
