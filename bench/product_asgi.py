@@ -14,8 +14,9 @@ import json
 import threading
 from collections import Counter
 
-from chatproject.asgi import application as product
 from django.db.backends.signals import connection_created
+
+from chatproject.asgi import application as product
 
 _counts: Counter = Counter()
 _lock = threading.Lock()

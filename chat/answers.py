@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
@@ -42,6 +43,16 @@ def clean_prompt(prompt: str) -> str:
 
 
 def _check_rate(user_id: int) -> None:
+    """Refuse an answer over the user's limits. The first step of every start,
+    inside its transaction: it holds the user's turn until the transaction ends."""
+    # Counting the user's answers and adding one must be a single step, or two
+    # requests both count the same rows and both start (READ COMMITTED reads
+    # only what is committed). A lock on the user's row makes the second request
+    # wait for the first to commit, then count its answer too; NO KEY UPDATE,
+    # so rows that merely refer to the user are not held up. SQLite has no row
+    # locks and needs none: its transactions begin IMMEDIATE (settings.py),
+    # holding the database's only write lock.
+    get_user_model().objects.select_for_update(no_key=True).filter(pk=user_id).values_list("pk").first()
     streaming = Message.objects.filter(
         conversation__owner_id=user_id, status=Status.STREAMING, heartbeat_at__gte=stale_before()
     ).count()
@@ -128,8 +139,9 @@ def _new_assistant_message(conversation: Conversation) -> Message:
     return message
 
 
-# The checks and rows of one prompt run in one transaction: the limits cannot be
-# passed twice by two requests at once, and a failure leaves no half-stored prompt.
+# The checks and rows of one start run in one transaction that begins with
+# `_check_rate`: a user's starts take turns, so every check sees what the start
+# before it stored, and a failure leaves no half-stored prompt.
 
 
 @transaction.atomic
@@ -177,25 +189,24 @@ def _title(prompt: str) -> str:
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
 
 
-async def latest_assistant(conversation_id: int) -> Message | None:
-    return (
-        await Message.objects.filter(
-            conversation_id=conversation_id, role=Message.Role.ASSISTANT, superseded_by__isnull=True
+def _require_latest(message: Message, action: str) -> Message:
+    """The message as stored now, if it is still its conversation's latest answer."""
+    latest = (
+        Message.objects.filter(
+            conversation_id=message.conversation_id, role=Message.Role.ASSISTANT, superseded_by__isnull=True
         )
         .order_by("-id")
-        .afirst()
+        .first()
     )
-
-
-async def _require_latest(message: Message, action: str) -> None:
-    latest = await latest_assistant(message.conversation_id)
     if latest is None or latest.pk != message.pk:
         raise Refused(f"Only the latest answer can be {action}.", status=409)
+    return latest
 
 
 @transaction.atomic
 def _claim_for_continue(message: Message) -> Exchange:
     _check_rate(message.conversation.owner_id)
+    _require_latest(message, "continued")
     # Conditional: a double click starts one generation, not two.
     claimed = (
         Message.objects.filter(pk=message.pk, status__in=[Status.STOPPED, Status.ERROR, Status.INTERRUPTED])
@@ -213,20 +224,20 @@ def _claim_for_continue(message: Message) -> Exchange:
 
 
 async def continue_answer(message: Message, render: Render) -> tuple[Exchange, str]:
-    await _require_latest(message, "continued")
     return await _begin(lambda: _claim_for_continue(message), render)
 
 
 @transaction.atomic
 def _replace(message: Message) -> Exchange:
     _check_rate(message.conversation.owner_id)
+    # Checked in the user's turn: a second click, or a Continue of the same
+    # answer, has stored what makes this one refused.
+    if _require_latest(message, "retried").is_streaming:
+        raise Refused("Stop the answer before retrying it.", status=409)
     replacement = _new_assistant_message(message.conversation)
     Message.objects.filter(pk=message.pk).update(superseded_by=replacement)
     return Exchange(message.conversation, replacement, _new_generation(replacement, text_offset=0))
 
 
 async def retry_answer(message: Message, render: Render) -> tuple[Exchange, str]:
-    await _require_latest(message, "retried")
-    if message.is_streaming:
-        raise Refused("Stop the answer before retrying it.", status=409)
     return await _begin(lambda: _replace(message), render)

@@ -5,6 +5,7 @@ log and the offline demo model. See README.md for every variable.
 """
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -47,6 +48,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "axes",
     "chat",
 ]
 
@@ -62,6 +64,8 @@ MIDDLEWARE = [
     "chat.serving.middleware.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "chat.middleware.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: it turns a refused sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 # Django's deploy checks for these three middleware want its exact paths; the
 # subclasses above are checked by chat.serving.middleware.check_security_middleware.
@@ -158,6 +162,28 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat-home"
 LOGOUT_REDIRECT_URL = "login"
 
+# Sign-in throttling (django-axes), for the site's and the admin's login alike:
+# after LOGIN_FAILURE_LIMIT failed sign-ins for one username (from any address),
+# or from one address (for any usernames), each within LOGIN_LOCKOUT_SECONDS of
+# the last, every sign-in they make is refused, the right password too, until
+# LOGIN_LOCKOUT_SECONDS pass without one. The attempts are rows in the database:
+# every worker counts the same ones, and staff see them in the admin.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_number("LOGIN_LOCKOUT_SECONDS", 900, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# A success does not clear the address's count: a user with one account must not
+# be able to reset it between guesses at another.
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_CALLABLE = "chat.lockout.locked_out"
+# The address is REMOTE_ADDR (django-ipware is not installed): behind the proxy,
+# daphne's --proxy-headers puts the client's address there (docs/production.md);
+# no header that a client sends is read here.
+# Only failures are stored (and dropped once they no longer count), not every sign-in.
+AXES_DISABLE_ACCESS_LOG = True
+# chat/admin.py shows the attempts with what they lock.
+AXES_ENABLE_ADMIN = False
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -233,6 +259,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "chat": {"handlers": ["console"], "level": env_str("CHAT_LOG_LEVEL", "INFO"), "propagate": False},
+        # A line per failed sign-in and per lockout.
+        "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         # One line per provider request is noise next to the per-answer line.
         "httpx2": {"level": "WARNING"},
     },

@@ -51,7 +51,7 @@ def live_server_factory(tmp_path, live_db_template, openai_stub_server):
     openai_stub_server.reset()
     servers: list[LiveServer] = []
 
-    def start(env: dict[str, str] | None = None, port: int | None = None) -> LiveServer:
+    def start(env: dict[str, str] | None = None, port: int | None = None, daphne_args: tuple[str, ...] = ()) -> LiveServer:
         server = LiveServer(
             tmp_path,
             {
@@ -61,6 +61,7 @@ def live_server_factory(tmp_path, live_db_template, openai_stub_server):
                 **(env or {}),
             },
             port=port,
+            daphne_args=daphne_args,
         )
         if not servers:
             server.prepare(LIVE_USERS, template=live_db_template)

@@ -7,6 +7,7 @@ talks to the model through the environment it is started with.
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -53,8 +54,11 @@ class ServerProcess:
 class LiveServer(ServerProcess):
     app = "chatproject.asgi:application"
 
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, env: dict[str, str] | None = None, port: int | None = None, daphne_args: tuple[str, ...] = ()
+    ) -> None:
         self.workdir = workdir
+        self.daphne_args = daphne_args
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -100,11 +104,17 @@ class LiveServer(ServerProcess):
         self.manage("shell", "-c", script)
         return self
 
+    def new_user(self) -> tuple[str, str]:
+        """A user of the caller's own in the server's database: name and password."""
+        username, password = f"user-{secrets.token_hex(4)}", secrets.token_urlsafe(12)
+        self.manage("shell", "-c", f"from django.contrib.auth.models import User as U\nU.objects.create_user({username!r}, password={password!r})")
+        return username, password
+
     def spawn(self) -> "LiveServer":
         """Start daphne without waiting for it (several can boot at once)."""
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.app],
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.daphne_args, self.app],
             cwd=ROOT,
             env=self.env,
             stdout=log,

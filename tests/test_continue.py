@@ -159,3 +159,31 @@ async def test_a_double_continue_starts_one_generation(stub, alice_async, conver
     first, second = await asyncio.gather(alice_async.post(url, headers=HTMX), alice_async.post(url, headers=HTMX))
     assert sorted([first.status_code, second.status_code]) == [200, 409]
     assert (await finished(message.pk)).content == "Cut short."
+
+
+async def test_retry_clicked_repeatedly_starts_one_generation(stub, alice_async, conversation):
+    stub.script(Stream(["First."]), Stream(["Second."], delay=0.05), *[Status(500)] * 4)
+    message = await send(alice_async, conversation, "Go")
+    await finished(message.pk)
+    url = f"/c/{conversation.pk}/m/{message.pk}/retry/"
+    responses = await asyncio.gather(*[alice_async.post(url, headers=HTMX) for _ in range(5)])
+    assert sorted(r.status_code for r in responses) == [200, 409, 409, 409, 409]
+    shown = [m async for m in Message.objects.filter(conversation=conversation, role="assistant", superseded_by=None)]
+    assert len(shown) == 1
+    assert (await finished(shown[0].pk)).content == "Second."
+    assert len(stub.requests) == 2
+
+
+async def test_continue_and_retry_at_once_start_one_generation(stub, alice_async, conversation):
+    stub.script(Stream(["Cut"], finish_reason="length"), Stream([" short."], delay=0.05), Status(500))
+    message = await send(alice_async, conversation, "Go")
+    await finished(message.pk)
+    base = f"/c/{conversation.pk}/m/{message.pk}"
+    responses = await asyncio.gather(
+        alice_async.post(f"{base}/continue/", headers=HTMX), alice_async.post(f"{base}/retry/", headers=HTMX)
+    )
+    assert sorted(r.status_code for r in responses) == [200, 409]
+    shown = [m async for m in Message.objects.filter(conversation=conversation, role="assistant", superseded_by=None)]
+    assert len(shown) == 1
+    await finished(shown[0].pk)
+    assert len(stub.requests) == 2

@@ -132,7 +132,11 @@ def test_the_policy_forbids_inline_code_and_eval():
     assert directives["base-uri"] == "'none'"
     assert directives["frame-ancestors"] == "'none'"
     assert "unsafe" not in POLICY
-    assert django_settings.MIDDLEWARE[-1] == "chat.middleware.ContentSecurityPolicyMiddleware"
+    # Only django-axes' is nearer the view, so its lockout page gets the policy too.
+    assert django_settings.MIDDLEWARE[-2:] == [
+        "chat.middleware.ContentSecurityPolicyMiddleware",
+        "axes.middleware.AxesMiddleware",
+    ]
 
 
 class InlineCode(HTMLParser):

@@ -76,12 +76,13 @@ def shared_redis():
 
 @pytest.fixture
 def start_worker(tmp_path, database, openai_stub_server):
-    """Start a daphne worker on the shared database and the given Redis."""
+    """Start a daphne worker on the shared database and the given Redis, with
+    `env` over the defaults."""
     openai_stub_server.reset()
     workers: list[LiveServer] = []
     prefix = f"chat-live-{secrets.token_hex(4)}"
 
-    def start(redis: RedisServer) -> LiveServer:
+    def start(redis: RedisServer, env: dict[str, str] | None = None) -> LiveServer:
         worker = LiveServer(
             tmp_path,
             {
@@ -92,6 +93,7 @@ def start_worker(tmp_path, database, openai_stub_server):
                 "REDIS_URL": redis.url,
                 "CHAT_REDIS_PREFIX": prefix,
                 "CHAT_HEARTBEAT_STALE": str(HEARTBEAT_STALE),
+                **(env or {}),
             },
         )
         workers.append(worker)
