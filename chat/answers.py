@@ -1,12 +1,14 @@
-"""Starting answers: a new prompt, Continue and Retry. Each checks the user's
-limits, stores what it starts with, and hands off to a background generation."""
+"""Starting answers: a new prompt, Continue and Retry.
+
+Each `store_*` function checks the user's limits and stores what the answer starts
+with, in one transaction, and returns the `Exchange`; `start()` then hands it to a
+background generation. The caller may render the exchange in between (in the same
+trip to the database thread): once started, the rows are the generation's."""
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -85,13 +87,8 @@ class Exchange:
     earlier: list[Message] | None = None
 
 
-# Renders the fragment that shows a started exchange. It runs in the same trip to
-# the database thread as the storing, before the generation starts: the rows are
-# the generation's from then on.
-Render = Callable[[Exchange], str]
-
-
-async def _start(exchange: Exchange) -> None:
+async def start(exchange: Exchange) -> None:
+    """Generate the stored exchange's answer in the background."""
     message = exchange.answer
     try:
         await get_event_log().clear_stop(message.pk)
@@ -100,19 +97,6 @@ async def _start(exchange: Exchange) -> None:
         # to the database, and its stream tells the viewer so.
         logger.warning("event log unreachable, answering anyway message=%s", message.pk, exc_info=True)
     generation.start(exchange.generation, exchange.earlier)
-
-
-async def _begin(store: Callable[[], Exchange], render: Render) -> tuple[Exchange, str]:
-    """Store (checks and rows, in one transaction) and render in one trip to the
-    database thread, then start the generation: the started exchange and its HTML."""
-    exchange, html = await sync_to_async(_stored_and_rendered)(store, render)
-    await _start(exchange)
-    return exchange, html
-
-
-def _stored_and_rendered(store: Callable[[], Exchange], render: Render) -> tuple[Exchange, str]:
-    exchange = store()
-    return exchange, render(exchange)
 
 
 def _new_generation(message: Message, *, text_offset: int) -> Generation:
@@ -144,6 +128,16 @@ def _new_assistant_message(conversation: Conversation) -> Message:
 # before it stored, and a failure leaves no half-stored prompt.
 
 
+def store_prompt(conversation: Conversation, prompt: str) -> Exchange:
+    """A prompt in an existing conversation, and its answer."""
+    return _store_prompt(conversation, conversation.owner_id, clean_prompt(prompt))
+
+
+def store_new_conversation(owner_id: int, prompt: str) -> Exchange:
+    """A first prompt: the conversation, titled after it, and its two messages."""
+    return _store_prompt(None, owner_id, clean_prompt(prompt))
+
+
 @transaction.atomic
 def _store_prompt(conversation: Conversation | None, owner_id: int, prompt: str) -> Exchange:
     _check_rate(owner_id)
@@ -170,20 +164,6 @@ def _store_prompt(conversation: Conversation | None, owner_id: int, prompt: str)
     )
 
 
-async def send_prompt(conversation: Conversation, prompt: str, render: Render) -> tuple[Exchange, str]:
-    """A prompt in an existing conversation: it and its answer stored and shown
-    by `render`, the answer started."""
-    prompt = clean_prompt(prompt)
-    return await _begin(lambda: _store_prompt(conversation, conversation.owner_id, prompt), render)
-
-
-async def start_conversation(owner_id: int, prompt: str, render: Render) -> tuple[Exchange, str]:
-    """A first prompt: the conversation, titled after it, and its two messages,
-    shown by `render`; the answer started."""
-    prompt = clean_prompt(prompt)
-    return await _begin(lambda: _store_prompt(None, owner_id, prompt), render)
-
-
 def _title(prompt: str) -> str:
     line = " ".join(prompt.split())
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
@@ -204,7 +184,9 @@ def _require_latest(message: Message, action: str) -> Message:
 
 
 @transaction.atomic
-def _claim_for_continue(message: Message) -> Exchange:
+def store_continue(message: Message) -> Exchange:
+    """The stopped or interrupted answer, claimed for a generation that goes on
+    from its end."""
     _check_rate(message.conversation.owner_id)
     _require_latest(message, "continued")
     # Conditional: a double click starts one generation, not two.
@@ -212,7 +194,11 @@ def _claim_for_continue(message: Message) -> Exchange:
         Message.objects.filter(pk=message.pk, status__in=[Status.STOPPED, Status.ERROR, Status.INTERRUPTED])
         .exclude(stop_reason=StopReason.ANSWER_LIMIT)
         .update(
-            status=Status.STREAMING, stop_reason=StopReason.NONE, error="", finished_at=None, heartbeat_at=timezone.now()
+            status=Status.STREAMING,
+            stop_reason=StopReason.NONE,
+            error="",
+            finished_at=None,
+            heartbeat_at=timezone.now(),
         )
     )
     if not claimed:
@@ -223,12 +209,9 @@ def _claim_for_continue(message: Message) -> Exchange:
     return Exchange(conversation, message, _new_generation(message, text_offset=len(message.content)))
 
 
-async def continue_answer(message: Message, render: Render) -> tuple[Exchange, str]:
-    return await _begin(lambda: _claim_for_continue(message), render)
-
-
 @transaction.atomic
-def _replace(message: Message) -> Exchange:
+def store_retry(message: Message) -> Exchange:
+    """A new answer in place of `message`, which it supersedes."""
     _check_rate(message.conversation.owner_id)
     # Checked in the user's turn: a second click, or a Continue of the same
     # answer, has stored what makes this one refused.
@@ -237,7 +220,3 @@ def _replace(message: Message) -> Exchange:
     replacement = _new_assistant_message(message.conversation)
     Message.objects.filter(pk=message.pk).update(superseded_by=replacement)
     return Exchange(message.conversation, replacement, _new_generation(replacement, text_offset=0))
-
-
-async def retry_answer(message: Message, render: Render) -> tuple[Exchange, str]:
-    return await _begin(lambda: _replace(message), render)

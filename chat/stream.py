@@ -20,9 +20,9 @@ from chat.events import ERROR as sse_error
 from chat.events import TEXT_DELTA, Event
 from chat.liveness import interrupt_if_stale
 from chat.models import Message, Status
+from chat.ownership import aanswer_for
 from chat.rendering import event_fragment, render_message, terminal_event_type, text_fragment
 from chat.serving.login import login_required
-from chat.views import amessage_for_owner
 
 logger = logging.getLogger("chat.stream")
 
@@ -50,7 +50,7 @@ def _cursor(request: HttpRequest) -> int:
 @require_GET
 @login_required
 async def stream(request: HttpRequest, conversation_id: int, message_id: int) -> StreamingHttpResponse:
-    message = await amessage_for_owner(request, conversation_id, message_id)
+    message = await aanswer_for(request, conversation_id, message_id)
     response = StreamingHttpResponse(answer_events(message, _cursor(request)), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"

@@ -1,11 +1,11 @@
 """Pages and actions of the chat. Every view that takes an id looks the object up
-through the owner-checking helpers below first: another user's object is a 404."""
+through chat/ownership.py first: another user's object is a 404."""
 
 from collections.abc import Callable
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import aget_object_or_404, get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -16,30 +16,11 @@ from chat import answers
 from chat.eventlog import get_event_log
 from chat.liveness import interrupt_if_stale
 from chat.models import Conversation, Feedback, Message, Status
+from chat.ownership import aanswer_for, aconversation_for, answer_for, conversation_for, conversations_of
 from chat.rendering import message_context, render_message
 from chat.serving.login import login_required
 
 SIDEBAR_SIZE = 100
-
-
-def _conversation_for(request: HttpRequest, conversation_id: int) -> Conversation:
-    return get_object_or_404(Conversation, pk=conversation_id, owner=request.user)
-
-
-async def _aconversation_for(request: HttpRequest, conversation_id: int) -> Conversation:
-    user = await request.auser()
-    return await aget_object_or_404(Conversation, pk=conversation_id, owner=user)
-
-
-async def amessage_for_owner(request: HttpRequest, conversation_id: int, message_id: int) -> Message:
-    user = await request.auser()
-    return await aget_object_or_404(
-        Message.objects.select_related("conversation"),
-        pk=message_id,
-        role=Message.Role.ASSISTANT,
-        conversation_id=conversation_id,
-        conversation__owner=user,
-    )
 
 
 def _refusal(request: HttpRequest, refused: answers.Refused) -> HttpResponse:
@@ -64,11 +45,11 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
-    return _page(request, _conversation_for(request, conversation_id))
+    return _page(request, conversation_for(request, conversation_id))
 
 
 def _page(request: HttpRequest, current: Conversation | None) -> HttpResponse:
-    conversations = Conversation.objects.filter(owner=request.user)[:SIDEBAR_SIZE]
+    conversations = conversations_of(request.user)[:SIDEBAR_SIZE]
     messages = []
     if current is not None:
         rows = list(
@@ -98,9 +79,10 @@ def _page(request: HttpRequest, current: Conversation | None) -> HttpResponse:
 @login_required
 async def new_conversation(request: HttpRequest) -> HttpResponse:
     user = await request.auser()
+    prompt = request.POST.get("prompt", "")
     try:
-        exchange, html = await answers.start_conversation(
-            user.pk, request.POST.get("prompt", ""), _rendering(request, _new_conversation_html)
+        exchange, html = await _begin(
+            request, lambda: answers.store_new_conversation(user.pk, prompt), _new_conversation_html
         )
     except answers.Refused as refused:
         return _refusal(request, refused)
@@ -115,9 +97,10 @@ async def new_conversation(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 async def send(request: HttpRequest, conversation_id: int) -> HttpResponse:
-    conversation = await _aconversation_for(request, conversation_id)
+    conversation = await aconversation_for(request, conversation_id)
+    prompt = request.POST.get("prompt", "")
     try:
-        _, html = await answers.send_prompt(conversation, request.POST.get("prompt", ""), _rendering(request, _sent_html))
+        _, html = await _begin(request, lambda: answers.store_prompt(conversation, prompt), _sent_html)
     except answers.Refused as refused:
         return _refusal(request, refused)
     if not request.htmx:
@@ -125,11 +108,25 @@ async def send(request: HttpRequest, conversation_id: int) -> HttpResponse:
     return HttpResponse(html)
 
 
-def _rendering(request: HttpRequest, render: Callable[[HttpRequest, answers.Exchange], str]) -> answers.Render:
-    """What answers.* render the started exchange with: only HTMX shows a fragment."""
-    if not request.htmx:
-        return lambda exchange: ""
-    return lambda exchange: render(request, exchange)
+Fragment = Callable[[HttpRequest, answers.Exchange], str]
+
+
+async def _begin(
+    request: HttpRequest, store: Callable[[], answers.Exchange], fragment: Fragment
+) -> tuple[answers.Exchange, str]:
+    """Store the exchange and render its fragment (HTMX only) in one trip to the
+    database thread, then start its answer: the rows are the generation's from
+    then on."""
+    exchange, html = await sync_to_async(_stored_and_rendered)(request, store, fragment)
+    await answers.start(exchange)
+    return exchange, html
+
+
+def _stored_and_rendered(
+    request: HttpRequest, store: Callable[[], answers.Exchange], fragment: Fragment
+) -> tuple[answers.Exchange, str]:
+    exchange = store()
+    return exchange, fragment(request, exchange) if request.htmx else ""
 
 
 def _pair_html(request: HttpRequest, exchange: answers.Exchange) -> str:
@@ -158,7 +155,7 @@ def _new_conversation_html(request: HttpRequest, exchange: answers.Exchange) -> 
 @require_POST
 @login_required
 async def stop(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
-    message = await amessage_for_owner(request, conversation_id, message_id)
+    message = await aanswer_for(request, conversation_id, message_id)
     if message.status == Status.STREAMING:
         await get_event_log().request_stop(message.pk)
     # The stream ends every open view of the answer with `done`.
@@ -168,20 +165,22 @@ async def stop(request: HttpRequest, conversation_id: int, message_id: int) -> H
 @require_POST
 @login_required
 async def continue_answer(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
-    return await _restart(request, conversation_id, message_id, answers.continue_answer)
+    return await _restart(request, conversation_id, message_id, answers.store_continue)
 
 
 @require_POST
 @login_required
 async def retry(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
-    return await _restart(request, conversation_id, message_id, answers.retry_answer)
+    return await _restart(request, conversation_id, message_id, answers.store_retry)
 
 
-async def _restart(request: HttpRequest, conversation_id: int, message_id: int, start) -> HttpResponse:
+async def _restart(
+    request: HttpRequest, conversation_id: int, message_id: int, store: Callable[[Message], answers.Exchange]
+) -> HttpResponse:
     """Continue or Retry: the answer that now streams replaces the old one in place."""
-    message = await amessage_for_owner(request, conversation_id, message_id)
+    message = await aanswer_for(request, conversation_id, message_id)
     try:
-        _, html = await start(message, _rendering(request, _answer_html))
+        _, html = await _begin(request, lambda: store(message), _answer_html)
     except answers.Refused as refused:
         return _refusal(request, refused)
     if not request.htmx:
@@ -192,13 +191,7 @@ async def _restart(request: HttpRequest, conversation_id: int, message_id: int, 
 @require_POST
 @login_required
 def feedback(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
-    message = get_object_or_404(
-        Message,
-        pk=message_id,
-        role=Message.Role.ASSISTANT,
-        conversation_id=conversation_id,
-        conversation__owner=request.user,
-    )
+    message = answer_for(request, conversation_id, message_id)
     if message.is_streaming:
         return HttpResponse("Wait for the answer to finish, then rate it.", status=409)
     rating = request.POST.get("rating")
@@ -221,7 +214,7 @@ def feedback(request: HttpRequest, conversation_id: int, message_id: int) -> Htt
 @require_POST
 @login_required
 def rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
-    current = _conversation_for(request, conversation_id)
+    current = conversation_for(request, conversation_id)
     title = " ".join(request.POST.get("title", "").split())[:200]
     if title:
         current.title = title
@@ -235,7 +228,7 @@ def rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
 @require_POST
 @login_required
 def delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
-    current = _conversation_for(request, conversation_id)
+    current = conversation_for(request, conversation_id)
     for message_id in current.messages.filter(status=Status.STREAMING).values_list("pk", flat=True):
         async_to_sync(get_event_log().request_stop)(message_id)
     current.delete()
