@@ -18,6 +18,7 @@ from chat.liveness import interrupt_if_stale
 from chat.login import login_required
 from chat.models import Conversation, Feedback, Message, Status
 from chat.rendering import message_context, render_message
+from chat.storable import storable
 
 SIDEBAR_SIZE = 100
 
@@ -194,7 +195,7 @@ def feedback(request: HttpRequest, conversation_id: int, message_id: int) -> Htt
     rating = request.POST.get("rating")
     if rating not in ("1", "-1"):
         return HttpResponse("Choose thumbs up or down.", status=400)
-    comment = request.POST.get("comment", "").strip()[:2000]
+    comment = storable(request.POST.get("comment", "")).strip()[:2000]
     Feedback.objects.update_or_create(
         message=message,
         defaults={"user": request.user, "rating": int(rating), "comment": comment, "updated_at": timezone.now()},
@@ -212,7 +213,7 @@ def feedback(request: HttpRequest, conversation_id: int, message_id: int) -> Htt
 @login_required
 def rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
     current = _conversation_for(request, conversation_id)
-    title = " ".join(request.POST.get("title", "").split())[:200]
+    title = " ".join(storable(request.POST.get("title", "")).split())[:200]
     if title:
         current.title = title
         current.save(update_fields=["title"])
