@@ -30,7 +30,7 @@ from chat.model_client import describe_error, get_client
 from chat.models import Generation, Message, Status, StopReason, ToolCall
 from chat.recorder import Recorder
 from chat.rendering import render_message
-from chat.storable import reason, refused, storable
+from chat.storable import LARGEST_COUNT, reason, refused, storable
 from chat.tools import ToolContext, ToolError, all_tools, get_tool
 
 logger = logging.getLogger("chat.generation")
@@ -439,8 +439,8 @@ class Answer:
             "first_token_at": self.recorder.first_token_at,
             # The terminal event's.
             "last_seq": self.seq + 1,
-            "prompt_tokens": (message.prompt_tokens or 0) + self.prompt_tokens,
-            "completion_tokens": (message.completion_tokens or 0) + self.completion_tokens,
+            "prompt_tokens": min((message.prompt_tokens or 0) + self.prompt_tokens, LARGEST_COUNT),
+            "completion_tokens": min((message.completion_tokens or 0) + self.completion_tokens, LARGEST_COUNT),
         }
         with transaction.atomic():
             row = Message.objects.filter(pk=message.pk)
@@ -455,8 +455,8 @@ class Answer:
                 error=fields["error"],
                 finished_at=now,
                 first_token_at=self.recorder.first_token_at if self.generation.text_offset == 0 else None,
-                prompt_tokens=self.prompt_tokens,
-                completion_tokens=self.completion_tokens,
+                prompt_tokens=min(self.prompt_tokens, LARGEST_COUNT),
+                completion_tokens=min(self.completion_tokens, LARGEST_COUNT),
             )
             writes = 2
             if self.tool_calls_started:

@@ -259,6 +259,9 @@ class _Writer:
 
     def _ended(self, task: asyncio.Task) -> None:
         self._task = None
+        if not task.cancelled() and task.exception() is not None:
+            # Said here rather than by asyncio when the task is collected.
+            logger.error("the writer of streaming answers failed", exc_info=task.exception())
         if self.recorders:
             # An answer arrived as the task was ending.
             self._start_task()

@@ -17,6 +17,9 @@ import re
 from django.db import DataError, IntegrityError
 
 REPLACEMENT = "\ufffd"
+# The largest count a PositiveIntegerField holds on every database (a provider's
+# usage is a number from outside as well).
+LARGEST_COUNT = 2**31 - 1
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -32,9 +35,10 @@ def storable(text: str) -> str:
 def refused(exc: BaseException) -> bool:
     """Whether a failed write failed for the row's values rather than for the
     database: the database refused them (DataError, IntegrityError; Django too
-    keeps the connection after these), or they could not even be encoded. A write
-    that fails otherwise (unreachable, locked, full) may succeed later."""
-    return isinstance(exc, (DataError, IntegrityError, UnicodeError))
+    keeps the connection after these), or they could not even be encoded (a lone
+    surrogate, an integer too large for SQLite). A write that fails otherwise
+    (unreachable, locked, full) may succeed later."""
+    return isinstance(exc, (DataError, IntegrityError, UnicodeError, OverflowError))
 
 
 def reason(exc: BaseException) -> str:

@@ -123,3 +123,14 @@ async def test_a_provider_error_that_cannot_be_stored_is_stored_replaced(stub, a
     stored = await finished(message.pk)
     assert (stored.status, stored.content) == ("error", "Partial.")
     assert STORED in stored.error
+
+
+async def test_token_counts_too_large_to_store_are_stored_as_the_largest_count(stub, alice_async, conversation):
+    """A provider's usage is a number from outside too: 10**20 fits no integer column."""
+    stub.script(Stream(["Counted."], usage=(10**20, 10**20)))
+    message = await send(alice_async, conversation, "Count a lot")
+    frames = await read_stream(alice_async, message)
+    assert frames[-1].event == "done", frames[-1].data
+    stored = await finished(message.pk)
+    assert (stored.status, stored.content) == ("complete", "Counted.")
+    assert stored.prompt_tokens == stored.completion_tokens == 2**31 - 1
