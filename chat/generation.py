@@ -176,8 +176,9 @@ class Answer:
         stop = asyncio.create_task(self.log.wait_for_stop(self.message_id))
         unwatched = asyncio.create_task(self._until_unwatched())
         self.recorder.start()
+        refused_text = self.recorder.refused
         try:
-            done, _ = await asyncio.wait({work, stop, unwatched, self.recorder.refused}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({work, stop, unwatched, refused_text}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (work, stop, unwatched):
                 task.cancel()
@@ -185,7 +186,7 @@ class Answer:
             # producing, not only the display.
             await asyncio.gather(work, stop, unwatched, return_exceptions=True)
             self.recorder.stop()
-        if self.recorder.refused.done():
+        if refused_text in done:
             self.text_refused = True
             return Outcome(Status.ERROR, StopReason.INTERNAL_ERROR, UNSTORABLE)
         if work in done:
@@ -526,7 +527,7 @@ class Answer:
         except Exception as exc:
             # A refused row's traceback would quote the row: its text.
             traceback = None if refused(exc) else exc
-            logger.error("the end of answer %s could not be saved: %s", self.message_id, reason(exc), exc_info=traceback)
+            logger.error("the end of answer %s was not saved: %s", self.message_id, reason(exc), exc_info=traceback)
             outcome = Outcome(Status.ERROR, StopReason.INTERNAL_ERROR, UNSAVED_END)
             html = self._render_notice(UNSAVED_END)
         if failure is not None and not gone:
