@@ -8,15 +8,15 @@ user sees what happened, and the next prompt works.
 - A conversation deleted mid-answer: the generation ends quietly.
 - PostgreSQL connections killed mid-answer (`pg_terminate_backend`): PostgreSQL
   runs only (DATABASE_URL=postgres://…).
-- An SQLite database that refuses writes: the daphne process's file size limit
-  (RLIMIT_FSIZE) is lowered to the size its files have, from outside, mid-answer.
-  The kernel then refuses every write that would reach past it with EFBIG, much
-  as a full disk refuses with ENOSPC (SQLite says "disk I/O error" instead of
-  "database or disk is full"; the product handles both alike). It is the nearest
-  real thing: making the file read-only changes nothing for a connection that has
-  it open (and nothing at all for root), and `PRAGMA query_only` or
-  `max_page_count` would have to reach into the server's own connections.
-  SQLite runs only: the PostgreSQL pass runs the one above.
+- An SQLite database that refuses writes: mid-answer, from outside, the daphne
+  process's file size limit (RLIMIT_FSIZE) is lowered to the size of the
+  database's write-ahead log. The kernel then refuses every write that would
+  reach past it with EFBIG, much as a full disk refuses with ENOSPC (SQLite says
+  "disk I/O error" instead of "database or disk is full"; the product handles
+  both alike). It is the nearest real thing: making the file read-only changes
+  nothing for a connection that has it open (and nothing at all for root), and
+  `PRAGMA query_only` or `max_page_count` would have to reach into the server's
+  own connections. SQLite runs only: the PostgreSQL pass runs the one above.
 """
 
 import asyncio
@@ -98,7 +98,7 @@ def refusing_database(transactional_db):
 async def test_a_row_the_database_refuses_fails_only_its_answer(stub, alice, alice_async, conversation, refusing_database):
     other = await Conversation.objects.acreate(owner=alice, title="Another chat")
     stub.script(
-        Stream(["Kept. ", "Also kept. ", MARK, " never stored"], delay=0.3),
+        Stream(["Kept. ", "Also kept. ", MARK, " never stored"], delay=0.5),
         Stream(WORDS[:50], delay=0.05),
     )
     refused = await send(alice_async, conversation, "Say the word")
