@@ -18,6 +18,7 @@ from chat import generation
 from chat.eventlog import get_event_log
 from chat.liveness import stale_before
 from chat.models import Conversation, Generation, Message, Status, StopReason
+from chat.storable import storable
 
 logger = logging.getLogger("chat.answers")
 
@@ -33,7 +34,8 @@ class Refused(Exception):
 
 
 def clean_prompt(prompt: str) -> str:
-    prompt = prompt.strip()
+    # The title is made from the cleaned prompt: it is storable too.
+    prompt = storable(prompt).strip()
     if not prompt:
         raise Refused("Type a message first.")
     if len(prompt) > settings.CHAT_MAX_PROMPT_CHARS:

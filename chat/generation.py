@@ -31,6 +31,7 @@ from chat.recorder import Recorder
 from chat.rendering import render_message
 from chat.serving import collector
 from chat.serving.db_threads import shared_context
+from chat.storable import LARGEST_COUNT, reason, refused, storable
 from chat.tools import ToolContext, ToolError, all_tools, get_tool
 
 logger = logging.getLogger("chat.generation")
@@ -38,9 +39,12 @@ logger = logging.getLogger("chat.generation")
 UNFINISHED_TOOL = "The answer ended before the tool finished."
 # ToolCall.name's length: no tool has a longer name.
 MAX_TOOL_NAME = 100
-# Token counts are stored in 32-bit columns (PostgreSQL's integer), a message's
-# summed over its attempts: a provider's absurd count must not fail the final save.
-MAX_TOKENS_STORED = 2**31 - 1
+UNSTORABLE = "The rest of this answer could not be saved, so it was stopped here. What was saved is kept."
+UNSAVED_END = (
+    "The end of this answer could not be saved: the database is not answering. "
+    "Reload the page in a moment; what was saved can be continued."
+)
+DELETED = "This conversation was deleted."
 
 # Running generations of this process, so they are not garbage-collected and
 # tests can wait for them.
@@ -69,11 +73,15 @@ async def _run(generation: Generation, earlier: list[Message] | None) -> None:
     async with shared_context():
         try:
             await Answer(generation, earlier).run()
-        except BaseException:
+        except BaseException as exc:
             # The final save releases the thread's connection in its own trip
             # (_store_end); an answer that failed before or during it, here.
             await sync_to_async(close_old_connections)()
-            raise
+            if not isinstance(exc, Exception):
+                raise
+            # Answer.run() ends every answer itself; should that fail, it is
+            # said here, not by asyncio when the task is collected.
+            logger.exception("generation failed message=%s", generation.message_id)
 
 
 @dataclass
@@ -99,6 +107,10 @@ class AnswerTooLong(Exception):
 class OutputLimit(Exception):
     """The model or its provider sent more than a limit allows; the message is
     what the user reads."""
+
+
+class MessageGone(Exception):
+    """The answer's rows were deleted (its conversation was) while it ran."""
 
 
 @dataclass
@@ -146,6 +158,10 @@ class Answer:
         self.log_failed = False
         # This attempt's first text (a Continue's message has an older one).
         self.first_token: float | None = None
+        # The database refused the answer's text: its end keeps what was stored.
+        self.text_refused = False
+        # The provider's own account of its failure, for staff.
+        self.error_detail = ""
 
     def _request_from_history(self) -> list[dict]:
         """The messages for the model, the history read from the database."""
@@ -154,31 +170,34 @@ class Answer:
         return build_messages(self.message, earlier, calls)
 
     async def run(self) -> None:
-        if self.earlier is None:
-            messages = await sync_to_async(self._request_from_history)()
-        else:
-            # Known to the caller: a new answer, so no tool calls of its own yet.
-            messages = build_messages(self.message, self.earlier, {})
         self.recorder = Recorder(self.message)
         self.seq = self.message.last_seq
+        failure = None
         try:
+            if self.earlier is None:
+                messages = await sync_to_async(self._request_from_history)()
+            else:
+                # Known to the caller: a new answer, so no tool calls of its own yet.
+                messages = build_messages(self.message, self.earlier, {})
             outcome = await self._until_finished(messages)
         except asyncio.CancelledError:
             # The server is shutting down: record what we have, then let go.
             await asyncio.shield(self._finish(Outcome(Status.INTERRUPTED, StopReason.SERVER_RESTART)))
             raise
         except Exception as exc:
-            logger.exception("generation failed message=%s", self.message_id)
+            # Logged by _finish, which knows whether the rows were deleted meanwhile.
+            failure = exc
             outcome = Outcome(Status.ERROR, StopReason.INTERNAL_ERROR, f"The server failed while answering ({type(exc).__name__}).")
-        await self._finish(outcome)
+        await self._finish(outcome, failure)
 
     async def _until_finished(self, messages: list[dict]) -> Outcome:
         work = asyncio.create_task(self._rounds(messages))
         stop = asyncio.create_task(self.log.wait_for_stop(self.message_id))
         unwatched = asyncio.create_task(self._until_unwatched())
         self.recorder.start()
+        refused_text = self.recorder.refused
         try:
-            done, _ = await asyncio.wait({work, stop, unwatched}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({work, stop, unwatched, refused_text}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (work, stop, unwatched):
                 task.cancel()
@@ -186,6 +205,9 @@ class Answer:
             # producing, not only the display.
             await asyncio.gather(work, stop, unwatched, return_exceptions=True)
             self.recorder.stop()
+        if refused_text in done:
+            self.text_refused = True
+            return Outcome(Status.ERROR, StopReason.INTERNAL_ERROR, UNSTORABLE)
         if work in done:
             return work.result()
         if stop in done:
@@ -215,7 +237,7 @@ class Answer:
             try:
                 round = await self._stream_round(messages, tools)
             except ProviderFailure as exc:
-                await self._provider_failed(exc)
+                self._provider_failed(exc)
                 return Outcome(Status.ERROR, StopReason.PROVIDER_ERROR, str(exc))
             except AnswerTooLong:
                 return Outcome(
@@ -290,14 +312,13 @@ class Answer:
             )
         return round
 
-    async def _provider_failed(self, failure: ProviderFailure) -> None:
+    def _provider_failed(self, failure: ProviderFailure) -> None:
         """The provider's own account of a failure goes to the log and, for staff,
-        to the attempt's row (one more write, on this rare path only)."""
+        to the attempt's row (stored with the end of the answer)."""
         logger.warning(
             "provider failed message=%s generation=%s: %s", self.message_id, self.generation_id, failure.detail
         )
-        self.other_writes += 1
-        await Generation.objects.filter(pk=self.generation_id).aupdate(error_detail=failure.detail)
+        self.error_detail = storable(failure.detail)
 
     async def _chunk(self, chunk: dict, round: Round, by_index: dict[int, PendingCall]) -> None:
         usage = chunk.get("usage")
@@ -318,6 +339,7 @@ class Answer:
             raise ValueError("a chunk of the stream has a delta that is not an object")
         text = delta.get("content")
         if text and isinstance(text, str):
+            text = storable(text)
             round.parts.append(text)
             await self._text(text)
         for call_delta in delta.get("tool_calls") or ():
@@ -370,10 +392,10 @@ class Answer:
         async with self._emit_lock:
             row = await ToolCall.objects.acreate(
                 message_id=self.message_id,
-                # Model-made strings: bounded like every stored field.
-                call_id=call.id[:200],
-                name=call.name[:100],
-                arguments=call.arguments,
+                # Model-made strings: bounded like every stored field, and storable.
+                call_id=storable(call.id[:200]),
+                name=storable(call.name[:100]),
+                arguments=storable(call.arguments),
                 text_offset=self.recorder.length,
                 start_seq=self.seq + 1,
             )
@@ -387,10 +409,11 @@ class Answer:
     async def _run_tool(self, row: ToolCall, context: ToolContext) -> None:
         started = time.monotonic()
         try:
-            row.result = _bounded_result(await _call_tool(row.name, row.arguments, context))
+            # Tool output is untrusted: it may echo what the model sent, or anything.
+            row.result = storable(_bounded_result(await _call_tool(row.name, row.arguments, context)))
             row.state = ToolCall.State.OK
         except ToolError as exc:
-            row.error, row.state = str(exc), ToolCall.State.ERROR
+            row.error, row.state = storable(str(exc)), ToolCall.State.ERROR
         except TimeoutError:
             row.error, row.state = f"The tool took longer than {settings.CHAT_TOOL_TIMEOUT:g} seconds.", ToolCall.State.ERROR
         except Exception as exc:
@@ -454,19 +477,35 @@ class Answer:
             return None
 
     def _save_end(self, outcome: Outcome, now) -> int:
-        """The rows, in one transaction; the statements that wrote."""
+        """The rows, in one transaction; the statements that wrote. The message
+        takes the values stored once they are."""
         message = self.message
+        fields = {
+            "content": self.recorder.content,
+            "status": outcome.status,
+            "stop_reason": outcome.reason,
+            "error": storable(outcome.error),
+            "finished_at": now,
+            "heartbeat_at": now,
+            "first_token_at": self.recorder.first_token_at,
+            # The terminal event's.
+            "last_seq": self.seq + 1,
+            # Each kept storable as it was counted (_tokens).
+            "prompt_tokens": (message.prompt_tokens or 0) + self.prompt_tokens,
+            "completion_tokens": (message.completion_tokens or 0) + self.completion_tokens,
+        }
         with transaction.atomic():
-            message.save(
-                update_fields=[
-                    "content", "status", "stop_reason", "error", "finished_at", "heartbeat_at",
-                    "first_token_at", "last_seq", "prompt_tokens", "completion_tokens",
-                ]
-            )
+            row = Message.objects.filter(pk=message.pk)
+            if self.text_refused:
+                # The text as last stored: what came after, the database refused.
+                fields["content"] = row.values_list("content", flat=True).first()
+            if fields["content"] is None or not row.update(**fields):
+                raise MessageGone
             Generation.objects.filter(pk=self.generation_id).update(
                 status=outcome.status,
                 stop_reason=outcome.reason,
-                error=outcome.error,
+                error=fields["error"],
+                error_detail=self.error_detail,
                 finished_at=now,
                 first_token_at=self.recorder.first_token_at if self.generation.text_offset == 0 else None,
                 prompt_tokens=self.prompt_tokens,
@@ -480,24 +519,71 @@ class Answer:
                     state=ToolCall.State.ERROR, error=UNFINISHED_TOOL, finished_at=now
                 )
                 writes += 1
+        for name, value in fields.items():
+            setattr(message, name, value)
         return writes
 
-    async def _finish(self, outcome: Outcome) -> None:
+    async def _store_end_or_retry(self, outcome: Outcome, now) -> tuple[Outcome, str | None]:
+        """_store_end(), tried again while the database fails (Django replaces a
+        lost connection), for about as long as a heartbeat takes to go stale. A
+        text the database refuses ends the answer with what was stored instead.
+        The outcome stored and the HTML; raises if the end could not be stored."""
+        deadline = time.monotonic() + settings.CHAT_HEARTBEAT_STALE
+        # The first try again is at once: a connection killed while the answer
+        # streamed fails its first statement, and viewers wait for the end.
+        delay = 0.0
+        while True:
+            try:
+                writes, html = await sync_to_async(self._store_end)(outcome, now)
+            except MessageGone:
+                raise
+            except Exception as exc:
+                if refused(exc) and not self.text_refused:
+                    logger.warning("the text of answer %s cannot be stored: %s", self.message_id, reason(exc))
+                    self.text_refused = True
+                    outcome = Outcome(Status.ERROR, StopReason.INTERNAL_ERROR, UNSTORABLE)
+                    continue
+                if refused(exc) or time.monotonic() + delay > deadline:
+                    raise
+                logger.warning("saving the end of answer %s failed, trying again", self.message_id, exc_info=True)
+                await asyncio.sleep(delay)
+                delay = max(delay * 2, settings.CHAT_FLUSH_INTERVAL)
+                continue
+            self.other_writes += writes
+            return outcome, html
+
+    def _render_notice(self, notice: str) -> str | None:
+        """The answer as it was streamed, ended by `notice`: what viewers are
+        shown when its end could not be stored (rendered without the database)."""
+        self.message.content = self.recorder.content
+        try:
+            return render_message(self.message, notice=notice, tool_calls=self.tool_calls)
+        except Exception:
+            logger.exception("rendering the unsaved answer failed message=%s", self.message_id)
+            return None
+
+    async def _finish(self, outcome: Outcome, failure: Exception | None = None) -> None:
+        """Store the end of the answer and publish it. It does not fail: an end
+        the database does not store is logged and told to the viewers, and the
+        answer, `streaming` with a stale heartbeat and no generation, is marked
+        interrupted by the liveness check (chat/liveness.py)."""
         now = timezone.now()
-        terminal_seq = self.seq + 1
-        message = self.message
-        message.content = self.recorder.content
-        message.status = outcome.status
-        message.stop_reason = outcome.reason
-        message.error = outcome.error
-        message.finished_at = now
-        message.heartbeat_at = now
-        message.first_token_at = self.recorder.first_token_at
-        message.last_seq = terminal_seq
-        message.prompt_tokens = (message.prompt_tokens or 0) + self.prompt_tokens
-        message.completion_tokens = (message.completion_tokens or 0) + self.completion_tokens
-        writes, html = await sync_to_async(self._store_end)(outcome, now)
-        self.other_writes += writes
+        gone = False
+        try:
+            outcome, html = await self._store_end_or_retry(outcome, now)
+        except MessageGone:
+            gone = True
+            logger.info("message %s was deleted while it was being answered", self.message_id)
+            outcome = Outcome(Status.ERROR, outcome.reason, DELETED)
+            html = self._render_notice(DELETED)
+        except Exception as exc:
+            # A refused row's traceback would quote the row: its text.
+            traceback = None if refused(exc) else exc
+            logger.error("the end of answer %s was not saved: %s", self.message_id, reason(exc), exc_info=traceback)
+            outcome = Outcome(Status.ERROR, StopReason.INTERNAL_ERROR, UNSAVED_END)
+            html = self._render_notice(UNSAVED_END)
+        if failure is not None and not gone:
+            logger.error("generation failed message=%s", self.message_id, exc_info=failure)
         async with self._emit_lock:
             data = {"status": outcome.status, "reason": outcome.reason}
             if html is not None:
@@ -510,7 +596,7 @@ class Answer:
             await self.log.finish(self.message_id)
         except Exception:
             logger.warning("event log finish failed message=%s", self.message_id, exc_info=True)
-        _log_outcome(message, self, outcome)
+        _log_outcome(self.message, self, outcome)
         collector.tune_once_warm()
 
 
@@ -533,7 +619,7 @@ def _tokens(total: int, reported, earlier: int | None) -> int:
     with the message's `earlier` attempts' count."""
     if not isinstance(reported, int) or reported <= 0:
         return total
-    return min(total + reported, MAX_TOKENS_STORED - (earlier or 0))
+    return min(total + reported, LARGEST_COUNT - (earlier or 0))
 
 
 def _gather_call(round: Round, by_index: dict[int, PendingCall], delta: dict) -> None:

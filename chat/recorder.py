@@ -15,6 +15,13 @@ batch, not once per answer.
 row knows exactly which event to resume the stream after. A row is written only
 if that does not take its `last_seq` back: an answer's final save may overtake
 a batch already on its way.
+
+A batch that fails is written again row by row when a row may be the cause (the
+database refused a value) or the connection was lost (a new one may work): the
+rows written are saved, and an answer whose row the database refuses on its own
+fails (`Recorder.refused`) without holding up the others. When the database
+itself fails (unreachable, locked, full), the text stays in memory and a later
+batch, or the final save, writes it.
 """
 
 import asyncio
@@ -32,6 +39,7 @@ from django.utils import timezone
 
 from chat.models import Message
 from chat.serving.db_threads import shared_context
+from chat.storable import reason, refused
 
 logger = logging.getLogger("chat.recorder")
 
@@ -51,6 +59,9 @@ class Recorder:
         self._writer: _Writer | None = None
         # Writes of this answer's row (alone or in a batch).
         self.writes = 0
+        # Done, with the exception, once the database refuses this answer's row
+        # (its text cannot be stored): the writer has let go of it.
+        self.refused: asyncio.Future | None = None
 
     @property
     def content(self) -> str:
@@ -60,7 +71,9 @@ class Recorder:
 
     def start(self) -> None:
         """Have the writer of this event loop keep the row up to date."""
-        self._writer = _writers.setdefault(asyncio.get_running_loop(), _Writer())
+        loop = asyncio.get_running_loop()
+        self.refused = loop.create_future()
+        self._writer = _writers.setdefault(loop, _Writer())
         self._writer.add(self)
 
     def stop(self) -> None:
@@ -110,21 +123,79 @@ class Recorder:
         if owed_since is not None and (self._unsaved_since is None or owed_since < self._unsaved_since):
             self._unsaved_since = owed_since
 
+    def _refuse(self, exc: Exception) -> None:
+        """The database refuses this answer's row: nothing more of it is written."""
+        logger.warning("the text of answer %s cannot be stored: %s", self.message_id, reason(exc))
+        self.stop()
+        if self.refused is not None and not self.refused.done():
+            self.refused.set_result(exc)
+
     async def flush(self) -> None:
         """Write this answer's row now (the text before a tool card is stored
-        before the card)."""
-        await _write([self])
+        before the card). If the database fails, the writer tries again."""
+        failure = await _write([self])
+        if failure is not None:
+            logger.warning("writing answer %s failed", self.message_id, exc_info=failure)
 
 
-async def _write(recorders: list[Recorder]) -> None:
+async def _write(recorders: list[Recorder]) -> Exception | None:
+    """Write the rows of `recorders`. Those the database refuses are refused;
+    the others that failed stay owed. The failure of the database, if any."""
     now = timezone.now()
     taken = [recorder._take(now) for recorder in recorders]
     try:
-        await sync_to_async(_update_rows)([row for row, _ in taken])
+        failures = await sync_to_async(_update_batch)([row for row, _ in taken])
     except BaseException:
         for recorder, (_, owed_since) in zip(recorders, taken):
             recorder._restore(owed_since)
         raise
+    failed = None
+    for recorder, (_, owed_since), failure in zip(recorders, taken, failures):
+        if failure is None:
+            continue
+        if refused(failure):
+            recorder._refuse(failure)
+        else:
+            recorder._restore(owed_since)
+            failed = failure
+    return failed
+
+
+def _update_batch(rows: list[list]) -> list[Exception | None]:
+    """Every row in one transaction; if that fails because of a row, or on a
+    lost connection, each row alone. What failed for each row, if anything."""
+    used = connection.connection
+    try:
+        _update_rows(rows)
+        return [None] * len(rows)
+    except Exception as exc:
+        if not (refused(exc) or _lost(used)):
+            # The database fails (locked, read-only, full): every row would, alike.
+            return [exc] * len(rows)
+    failures: list[Exception | None] = []
+    for row in rows:
+        try:
+            _update_rows([row])
+            failures.append(None)
+        except Exception as exc:
+            failures.append(exc)
+            if not refused(exc):
+                # The database fails: the other rows wait for the next batch.
+                failures += [exc] * (len(rows) - len(failures))
+                break
+    return failures
+
+
+def _lost(used) -> bool:
+    """After a statement failed on `used` (this thread's connection before it, or
+    None): whether that connection is gone, so that the next statement runs on
+    a new one. A dead one is closed here: Django checks only at a request's
+    start and end, and the writer runs in between."""
+    current = connection.connection
+    if current is not None and current is used and not connection.is_usable():
+        connection.close()
+        current = None
+    return current is not used
 
 
 def _update_rows(rows: list[list]) -> None:
@@ -188,6 +259,9 @@ class _Writer:
 
     def _ended(self, task: asyncio.Task) -> None:
         self._task = None
+        if not task.cancelled() and task.exception() is not None:
+            # Said here rather than by asyncio when the task is collected.
+            logger.error("the writer of streaming answers failed", exc_info=task.exception())
         if self.recorders:
             # An answer arrived as the task was ending.
             self._start_task()
@@ -221,11 +295,13 @@ class _Writer:
         soon = time.monotonic() + settings.CHAT_FLUSH_INTERVAL
         batch = [r for r in self.recorders if r.due() <= soon]
         try:
-            await _write(batch)
-        except Exception:
+            failure = await _write(batch)
+        except Exception as exc:
+            failure = exc
+        if failure is not None:
             # A busy or briefly unreachable database: the text stays in memory
             # and a later batch (or the final save) writes it.
-            logger.warning("writing %d streaming answers failed", len(batch), exc_info=True)
+            logger.warning("writing %d streaming answers failed", len(batch), exc_info=failure)
             await asyncio.sleep(settings.CHAT_FLUSH_INTERVAL)
 
 

@@ -17,6 +17,7 @@ from django.urls import reverse
 from chat import events
 from chat.markdown import render_markdown
 from chat.models import Message, Status, ToolCall
+from chat.storable import storable
 
 
 def escape_text(text: str) -> str:
@@ -54,7 +55,8 @@ class ToolCard:
     @property
     def pretty_arguments(self) -> str:
         try:
-            return json.dumps(json.loads(self.arguments or "{}"), indent=2, ensure_ascii=False)
+            # Decoding brings back what the stored text escapes ("\u0000", "\ud800").
+            return storable(json.dumps(json.loads(self.arguments or "{}"), indent=2, ensure_ascii=False))
         except (ValueError, RecursionError):
             # Not JSON, or nested deeper than Python recurses: shown as sent.
             return self.arguments

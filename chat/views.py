@@ -19,6 +19,7 @@ from chat.models import Conversation, Feedback, Message, Status
 from chat.ownership import aanswer_for, aconversation_for, answer_for, conversation_for, conversations_of
 from chat.rendering import message_context, render_message
 from chat.serving.login import login_required
+from chat.storable import storable
 
 SIDEBAR_SIZE = 100
 
@@ -197,7 +198,7 @@ def feedback(request: HttpRequest, conversation_id: int, message_id: int) -> Htt
     rating = request.POST.get("rating")
     if rating not in ("1", "-1"):
         return HttpResponse("Choose thumbs up or down.", status=400)
-    comment = request.POST.get("comment", "").strip()[:2000]
+    comment = storable(request.POST.get("comment", "")).strip()[:2000]
     Feedback.objects.update_or_create(
         message=message,
         defaults={"user": request.user, "rating": int(rating), "comment": comment, "updated_at": timezone.now()},
@@ -215,7 +216,7 @@ def feedback(request: HttpRequest, conversation_id: int, message_id: int) -> Htt
 @login_required
 def rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
     current = conversation_for(request, conversation_id)
-    title = " ".join(request.POST.get("title", "").split())[:200]
+    title = " ".join(storable(request.POST.get("title", "")).split())[:200]
     if title:
         current.title = title
         current.save(update_fields=["title"])
