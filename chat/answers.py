@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from chat import generation
 from chat.eventlog import get_event_log
-from chat.liveness import stale_before
+from chat.generation.liveness import stale_before
 from chat.models import Conversation, Generation, Message, Status, StopReason
 from chat.storable import storable
 

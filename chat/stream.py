@@ -18,7 +18,7 @@ from chat import sse
 from chat.eventlog import get_event_log
 from chat.events import ERROR as sse_error
 from chat.events import TEXT_DELTA, Event
-from chat.liveness import interrupt_if_stale
+from chat.generation.liveness import interrupt_if_stale
 from chat.models import Message, Status
 from chat.ownership import aanswer_for
 from chat.rendering import event_fragment, render_message, terminal_event_type, text_fragment

@@ -14,7 +14,7 @@ from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retar
 
 from chat import answers
 from chat.eventlog import get_event_log
-from chat.liveness import interrupt_if_stale
+from chat.generation.liveness import interrupt_if_stale
 from chat.models import Conversation, Feedback, Message, Status
 from chat.ownership import aanswer_for, aconversation_for, answer_for, conversation_for, conversations_of
 from chat.rendering import message_context, render_message

@@ -32,8 +32,8 @@ import pytest
 from django.db import connection
 
 from chat import generation
+from chat.generation.recorder import Recorder
 from chat.models import Conversation, Message
-from chat.recorder import Recorder
 from tests.conftest import finished, read_stream, send, texts
 from tests.live import Browserless, LiveServer
 from tests.openai_stub import Stream

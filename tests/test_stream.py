@@ -11,8 +11,9 @@ from asgiref.testing import ApplicationCommunicator
 from django.core.asgi import get_asgi_application
 from django.utils import timezone
 
-from chat import recorder, stream
+from chat import stream
 from chat.eventlog import get_event_log
+from chat.generation import recorder
 from chat.models import Conversation, Generation, Message
 from tests.conftest import finished, read_stream, send, texts
 from tests.openai_stub import Stream

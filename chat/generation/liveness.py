@@ -8,9 +8,10 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from chat import events, generation
+from chat import events
 from chat.eventlog import get_event_log
 from chat.events import Event
+from chat.generation.tasks import running_task
 from chat.models import Generation, Message, Status, StopReason, ToolCall
 
 logger = logging.getLogger("chat.liveness")
@@ -33,7 +34,7 @@ async def interrupt_if_stale(message: Message) -> bool:
     The update is conditional on the stale heartbeat, so a generation that is in
     fact alive (it just wrote) is never overruled.
     """
-    if message.status != Status.STREAMING or generation.running_task(message.pk) is not None:
+    if message.status != Status.STREAMING or running_task(message.pk) is not None:
         return False
     now = timezone.now()
     changed = await Message.objects.filter(_stale_filter(), pk=message.pk).aupdate(

@@ -1,0 +1,267 @@
+"""One answer attempt, from the model's first reply to its stored end.
+
+model reply ─► text_delta events, tool calls ─► tool_start / run / tool_result ─►
+model again ... until a text answer, then done (or error). The parts:
+- the model's replies are read by chat/provider/reply.py;
+- every event is numbered and published by `Publisher`;
+- the text reaches the database in batches through `Recorder`;
+- tools run in `ToolCalls`;
+- the end is stored and rendered by chat/generation/ending.py.
+Stop, a viewerless answer, a refused text and a crash each end it cleanly.
+"""
+
+import asyncio
+import json
+import logging
+import time
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from chat import events
+from chat.eventlog import get_event_log
+from chat.generation.ending import UNSTORABLE, AttemptEnd, MessageGone, Outcome, render_unsaved, store_end_with_retries
+from chat.generation.publisher import Publisher
+from chat.generation.recorder import Recorder
+from chat.generation.tool_calls import ToolCalls
+from chat.models import Generation, Message, Status, StopReason
+from chat.provider.client import FILTERED
+from chat.provider.prompt import build_messages, load_history
+from chat.provider.reply import OutputLimit, ProviderFailure, Reply, read_reply, request_body
+from chat.serving import collector
+from chat.storable import LARGEST_COUNT, reason, refused, storable
+from chat.tools import all_tools
+
+logger = logging.getLogger("chat.generation")
+
+UNSAVED_END = (
+    "The end of this answer could not be saved: the database is not answering. "
+    "Reload the page in a moment; what was saved can be continued."
+)
+DELETED = "This conversation was deleted."
+
+
+class AnswerTooLong(Exception):
+    pass
+
+
+class Answer:
+    def __init__(self, generation: Generation, earlier: list[Message] | None) -> None:
+        self.generation = generation
+        self.message = generation.message
+        self.message_id = self.message.pk
+        # The messages before the answer, when the caller knew them.
+        self.earlier = earlier
+        self.log = get_event_log()
+        self.publisher = Publisher(self.log, self.message_id, self.message.last_seq)
+        self.recorder = Recorder(self.message)
+        self.tools = ToolCalls(self.message, self.publisher, self.recorder, [])
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.started = time.monotonic()
+        # This attempt's first text (a Continue's message has an older one).
+        self.first_token: float | None = None
+        # The database refused the answer's text: its end keeps what was stored.
+        self.text_refused = False
+        # The provider's own account of its failure, for staff.
+        self.error_detail = ""
+
+    def _request_from_history(self) -> list[dict]:
+        """The messages for the model, the history read from the database."""
+        earlier, calls = load_history(self.message)
+        self.tools.rows = calls.get(self.message_id, [])
+        return build_messages(self.message, earlier, calls)
+
+    async def run(self) -> None:
+        failure = None
+        try:
+            if self.earlier is None:
+                messages = await sync_to_async(self._request_from_history)()
+            else:
+                # Known to the caller: a new answer, so no tool calls of its own yet.
+                messages = build_messages(self.message, self.earlier, {})
+            outcome = await self._until_finished(messages)
+        except asyncio.CancelledError:
+            # The server is shutting down: record what we have, then let go.
+            await asyncio.shield(self._finish(Outcome(Status.INTERRUPTED, StopReason.SERVER_RESTART)))
+            raise
+        except Exception as exc:
+            # Logged by _finish, which knows whether the rows were deleted meanwhile.
+            failure = exc
+            outcome = Outcome(
+                Status.ERROR, StopReason.INTERNAL_ERROR, f"The server failed while answering ({type(exc).__name__})."
+            )
+        await self._finish(outcome, failure)
+
+    async def _until_finished(self, messages: list[dict]) -> Outcome:
+        work = asyncio.create_task(self._replies(messages))
+        stop = asyncio.create_task(self.log.wait_for_stop(self.message_id))
+        unwatched = asyncio.create_task(self._until_unwatched())
+        self.recorder.start()
+        refused_text = self.recorder.refused
+        try:
+            done, _ = await asyncio.wait({work, stop, unwatched, refused_text}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (work, stop, unwatched):
+                task.cancel()
+            # Cancelling `work` closes the provider's response: the provider stops
+            # producing, not only the display.
+            await asyncio.gather(work, stop, unwatched, return_exceptions=True)
+            self.recorder.stop()
+        if refused_text in done:
+            self.text_refused = True
+            return Outcome(Status.ERROR, StopReason.INTERNAL_ERROR, UNSTORABLE)
+        if work in done:
+            return work.result()
+        if stop in done:
+            return Outcome(Status.STOPPED, StopReason.USER_STOP)
+        return Outcome(
+            Status.INTERRUPTED,
+            StopReason.UNWATCHED,
+            f"Nobody watched this answer for {settings.CHAT_UNWATCHED_LIMIT:g} seconds, so it was paused.",
+        )
+
+    async def _until_unwatched(self) -> None:
+        limit = settings.CHAT_UNWATCHED_LIMIT
+        while True:
+            await asyncio.sleep(min(limit / 4, 5))
+            since = await self.log.seconds_since_viewed(self.message_id)
+            if since is None:
+                since = time.monotonic() - self.started
+            if since > limit:
+                return
+
+    # The model loop.
+
+    async def _replies(self, messages: list[dict]) -> Outcome:
+        """The model's replies, with the tools each asks for run in between,
+        until one answers in text; how the answer ended."""
+        tools = [tool.schema() for tool in all_tools()]
+        tool_rounds = 0
+        while True:
+            reply = Reply()
+            try:
+                await read_reply(request_body(messages, tools), reply, self._text)
+            except ProviderFailure as failure:
+                logger.warning(
+                    "provider failed message=%s generation=%s: %s", self.message_id, self.generation.pk, failure.detail
+                )
+                self.error_detail = storable(failure.detail)
+                return Outcome(Status.ERROR, StopReason.PROVIDER_ERROR, str(failure))
+            except AnswerTooLong:
+                return Outcome(
+                    Status.STOPPED,
+                    StopReason.ANSWER_LIMIT,
+                    f"The answer reached the length limit of {settings.CHAT_MAX_ANSWER_CHARS} characters.",
+                )
+            except OutputLimit as exc:
+                logger.warning("output limit message=%s: %s", self.message_id, exc)
+                return Outcome(Status.ERROR, StopReason.OUTPUT_LIMIT, str(exc))
+            finally:
+                self._count_tokens(reply)
+            if reply.calls:
+                if tool_rounds >= settings.CHAT_MAX_TOOL_ROUNDS:
+                    return Outcome(
+                        Status.ERROR,
+                        StopReason.TOOL_ROUND_LIMIT,
+                        f"The model kept calling tools ({settings.CHAT_MAX_TOOL_ROUNDS} rounds); stopped here.",
+                    )
+                tool_rounds += 1
+                messages.extend(await self.tools.run(reply))
+                continue
+            if reply.finish_reason == "length":
+                return Outcome(Status.STOPPED, StopReason.TOKEN_LIMIT, "The answer reached the model's token limit.")
+            if reply.finish_reason == "content_filter":
+                # The provider cut the answer short: not a complete one.
+                return Outcome(Status.ERROR, StopReason.PROVIDER_ERROR, FILTERED)
+            return Outcome(Status.COMPLETE)
+
+    def _count_tokens(self, reply: Reply) -> None:
+        """This attempt's counts, kept storable with the message's earlier attempts'."""
+        room_prompt = LARGEST_COUNT - (self.message.prompt_tokens or 0)
+        room_completion = LARGEST_COUNT - (self.message.completion_tokens or 0)
+        self.prompt_tokens = min(self.prompt_tokens + reply.prompt_tokens, room_prompt)
+        self.completion_tokens = min(self.completion_tokens + reply.completion_tokens, room_completion)
+
+    async def _text(self, text: str) -> None:
+        if self.first_token is None:
+            self.first_token = time.monotonic()
+        room = settings.CHAT_MAX_ANSWER_CHARS - self.recorder.length
+        if len(text) > room:
+            if room > 0:
+                event = await self.publisher.publish(events.TEXT_DELTA, {"text": text[:room]})
+                self.recorder.add_text(text[:room], event.seq)
+            raise AnswerTooLong
+        event = await self.publisher.publish(events.TEXT_DELTA, {"text": text})
+        self.recorder.add_text(text, event.seq)
+
+    # The end.
+
+    async def _finish(self, outcome: Outcome, failure: Exception | None = None) -> None:
+        """Store the end of the answer and publish it. It does not fail: an end
+        the database does not store is logged and told to the viewers, and the
+        answer, `streaming` with a stale heartbeat and no generation, is marked
+        interrupted by the liveness check (chat/generation/liveness.py)."""
+        now = timezone.now()
+        end = AttemptEnd(
+            message=self.message,
+            generation=self.generation,
+            content=self.recorder.content,
+            first_token_at=self.recorder.first_token_at,
+            last_seq=self.publisher.next_seq,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            error_detail=self.error_detail,
+            tool_calls=self.tools.rows,
+            tool_calls_started=self.tools.started,
+            text_refused=self.text_refused,
+        )
+        writes = 0
+        gone = False
+        try:
+            outcome, writes, html = await store_end_with_retries(end, outcome, now)
+        except MessageGone:
+            gone = True
+            logger.info("message %s was deleted while it was being answered", self.message_id)
+            outcome = Outcome(Status.ERROR, outcome.reason, DELETED)
+            html = render_unsaved(end, DELETED)
+        except Exception as exc:
+            # A refused row's traceback would quote the row: its text.
+            traceback = None if refused(exc) else exc
+            logger.error("the end of answer %s was not saved: %s", self.message_id, reason(exc), exc_info=traceback)
+            outcome = Outcome(Status.ERROR, StopReason.INTERNAL_ERROR, UNSAVED_END)
+            html = render_unsaved(end, UNSAVED_END)
+        if failure is not None and not gone:
+            logger.error("generation failed message=%s", self.message_id, exc_info=failure)
+        data = {"status": outcome.status, "reason": outcome.reason}
+        if html is not None:
+            data["html"] = html
+        if outcome.status == Status.ERROR:
+            await self.publisher.publish(events.ERROR, {**data, "message": outcome.error})
+        else:
+            await self.publisher.publish(events.DONE, data)
+        await self.publisher.finish()
+        self._log_outcome(outcome, writes)
+        collector.tune_once_warm()
+
+    def _log_outcome(self, outcome: Outcome, end_writes: int) -> None:
+        """One structured line per answer: no prompt text, no secrets."""
+        first_token = round(self.first_token - self.started, 3) if self.first_token is not None else None
+        logger.info(
+            "answer %s",
+            json.dumps(
+                {
+                    "user_id": self.message.conversation.owner_id,
+                    "message_id": self.message_id,
+                    "model": self.message.model,
+                    "prompt_tokens": self.prompt_tokens,
+                    "completion_tokens": self.completion_tokens,
+                    "first_token_s": first_token,
+                    "duration_s": round(time.monotonic() - self.started, 3),
+                    "outcome": outcome.status,
+                    "reason": outcome.reason,
+                    "db_writes": self.recorder.writes + self.tools.writes + end_writes,
+                }
+            ),
+        )
