@@ -1,6 +1,6 @@
 """Staff pages run on a database thread of their own: a long export does not
 hold up the text of streaming answers. On SQLite every request and every answer
-of a process shares one database thread (chat/db_threads.py), so before, the
+of a process shares one database thread (chat/serving/db_threads.py), so before, the
 answers' text reached the database only once the export was done."""
 
 import os

@@ -26,7 +26,7 @@ def get_client() -> openai.AsyncOpenAI:
 
 
 def _make_client() -> openai.AsyncOpenAI:
-    # The read timeout bounds each wait for the next chunk; chat/answer.py adds
+    # The read timeout bounds each wait for the next chunk; chat/provider/reply.py adds
     # its own idle timeout on top, which also covers the demo transport.
     timeout = httpx2.Timeout(settings.CHAT_IDLE_TIMEOUT, connect=settings.CHAT_CONNECT_TIMEOUT)
     if uses_demo_model():

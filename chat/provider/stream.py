@@ -8,7 +8,7 @@ status errors raised as `openai` exceptions. What it skips is the typed layer:
 each request (0.8 ms of CPU with the tools' schemas, more than the rest of the
 request), and its stream builds a pydantic object for every chunk, which on a busy
 server costs more than everything else done per token, while `json.loads` of the
-chunk costs a few microseconds. The body built in chat/generation.py is the wire
+chunk costs a few microseconds. The body built in chat/provider/reply.py is the wire
 format already.
 
 The body is server-sent events (https://html.spec.whatwg.org/multipage/server-sent-events.html):
