@@ -9,6 +9,7 @@ docstring has the method in full.
 """
 
 import asyncio
+import contextlib
 import json
 import math
 import re
@@ -189,10 +190,8 @@ def answer_log_lines(path: Path, offset: int) -> list[dict]:
     for line in text.splitlines():
         match = ANSWER_LINE.search(line)
         if match:
-            try:
+            with contextlib.suppress(ValueError):
                 out.append(json.loads(match[1]))
-            except ValueError:
-                pass
     return out
 
 

@@ -109,7 +109,7 @@ def parse_args(argv: list[str]):
 async def _main(args, argv: list[str]) -> int:
     started = time.monotonic()
     info = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "load_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "product_app": "chatproject.asgi:application" if args.plain_product else "bench.product_asgi:application",

@@ -81,7 +81,7 @@ def stub(openai_stub_server, settings):
     settings.OPENAI_BASE_URL = openai_stub_server.base_url
     settings.CHAT_MODEL = "stub-model"
     settings.CHAT_MAX_RETRIES = 0
-    yield openai_stub_server
+    return openai_stub_server
 
 
 @pytest.fixture

@@ -32,9 +32,10 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any
 
 try:
     from chat.provider.wire import DONE, finish_chunk, role_chunk, sse, text_chunk, tool_call_chunk, usage_chunk
@@ -42,7 +43,7 @@ except ModuleNotFoundError:  # run without the project root on sys.path (e.g. py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from chat.provider.wire import DONE, finish_chunk, role_chunk, sse, text_chunk, tool_call_chunk, usage_chunk
 
-__all__ = ["OpenAIStub", "Stream", "ToolCallPart", "Timed", "Status", "Reply"]
+__all__ = ["OpenAIStub", "Reply", "Status", "Stream", "Timed", "ToolCallPart"]
 
 CHAT_PATH = "/v1/chat/completions"
 # Connections waiting to be accepted: the benchmark opens hundreds within a
@@ -156,7 +157,7 @@ class Status:
         }
 
 
-Reply = Union[Stream, Timed, Status]
+Reply = Stream | Timed | Status
 
 _REASONS = {
     200: "OK",
@@ -209,7 +210,7 @@ class OpenAIStub:
 
     # ---------------------------------------------------------------- lifecycle
 
-    def start(self) -> "OpenAIStub":
+    def start(self) -> OpenAIStub:
         if self._thread is not None:
             raise RuntimeError("OpenAIStub already started")
         ready = threading.Event()
@@ -273,7 +274,7 @@ class OpenAIStub:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
 
-    def __enter__(self) -> "OpenAIStub":
+    def __enter__(self) -> OpenAIStub:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -532,11 +533,16 @@ async def _send_stamped(writer: asyncio.StreamWriter, reply: Timed, chunk_id: st
     """The text chunks of ``Timed(stamp=True)``. The chunk's JSON is formatted
     once and only the time per token: the benchmark runs hundreds of streams
     at once, and the stub's CPU competes with the server it measures."""
-    prefix = (
-        'data: {"id":"%s","object":"chat.completion.chunk","created":%d,"model":%s,'
-        '"choices":[{"index":0,"delta":{"content":"' % (chunk_id, int(arrival), json.dumps(model))
-    ).encode()
-    suffix = b'"},"finish_reason":null}]}\n\n'
+    chunk = {
+        "id": chunk_id,
+        "object": "chat.completion.chunk",
+        "created": int(arrival),
+        "model": model,
+        "choices": [{"index": 0, "delta": {"content": "\0"}, "finish_reason": None}],
+    }
+    # The chunk's JSON around its text (a NUL there, which JSON writes as \u0000).
+    before, after = json.dumps(chunk, separators=(",", ":")).split("\\u0000")
+    prefix, suffix = f"data: {before}".encode(), f"{after}\n\n".encode()
     loop = asyncio.get_running_loop()
     start = loop.time()
     for i in range(reply.tokens):

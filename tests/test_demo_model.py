@@ -23,7 +23,7 @@ async def test_it_streams_a_markdown_answer_in_many_deltas(alice_async, conversa
 
 
 @pytest.mark.parametrize(
-    "prompt, tool, result",
+    ("prompt", "tool", "result"),
     [
         ("what is 12 * (3 + 4)?", "calculator", "84"),
         ("What time is it in Tokyo?", "current_time", "Asia/Tokyo"),

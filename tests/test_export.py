@@ -4,8 +4,7 @@ per message and is safe to open in a spreadsheet."""
 import csv
 import io
 import json
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -15,7 +14,7 @@ from chat.export import CSV_COLUMNS, NOT_EXPORTED, conversations_as_csv, convers
 from chat.models import Conversation, Feedback, Generation, Message, Status, StopReason, ToolCall
 
 # Microseconds on purpose: the export must not round timestamps.
-T0 = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=dt_timezone.utc)
+T0 = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
 
 
 def stored(obj) -> dict:
@@ -91,7 +90,7 @@ def test_json_round_trips_every_stored_field(full_conversation):
             assert row["feedback"] is None
     assert sum(len(m["tool_calls"]) for m in exported["messages"]) == 2
     # The provider's own account of a failure stays in admin.
-    assert NOT_EXPORTED == {"error_detail"}
+    assert {"error_detail"} == NOT_EXPORTED
     assert "org-Kq7TzXw2" not in json.dumps(data)
 
 

@@ -128,7 +128,7 @@ def test_tool_call_parts(stub):
 
 
 @pytest.mark.parametrize(
-    "status, exc_type",
+    ("status", "exc_type"),
     [(429, openai.RateLimitError), (500, openai.InternalServerError), (401, openai.AuthenticationError)],
 )
 def test_status_errors(stub, status, exc_type):
@@ -291,7 +291,7 @@ def test_timed_emits_emitted_at(stub):
     assert stamps == sorted(stamps)
     # 10 tokens at 100/s: first at ~0, last at ~0.09 s on an absolute schedule.
     assert 0.07 <= stamps[-1] - stamps[0] < 0.5
-    assert all(recv >= s - 0.01 for (recv, _), s in zip(timed, stamps))
+    assert all(recv >= s - 0.01 for (recv, _), s in zip(timed, stamps, strict=False))
     assert [c.choices[0].finish_reason for _, c in out if c.choices and c.choices[0].finish_reason] == ["stop"]
     assert out[-1][1].usage.completion_tokens == 10
 

@@ -9,6 +9,7 @@ stream view.
 """
 
 import html
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ def split_text(draw) -> tuple[str, list[str]]:
     text = draw(hostile_text)
     cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=8)))
     bounds = [0, *cuts, len(text)]
-    return text, [text[a:b] for a, b in zip(bounds, bounds[1:])]
+    return text, [text[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def as_browser_reads(text: str) -> str:
@@ -191,7 +192,7 @@ def test_live_text_arrives_as_exactly_its_deltas_and_inert(case):
     frames = parse(stream)
     assert [(f.event, f.id) for f in frames] == [(events.TEXT_DELTA, str(seq)) for seq in range(1, len(deltas) + 1)]
     received = []
-    for frame, delta in zip(frames, deltas):
+    for frame, delta in zip(frames, deltas, strict=False):
         root = tree(frame.data)
         # One bare <span> holding the text, nothing else.
         assert [c.skeleton() for c in root.children] == [("span", (), ())]
@@ -263,9 +264,9 @@ def test_tool_cards_arrive_once_each_and_inert(calls, case):
     )
     frames = parse(stream)
     assert [(f.event, f.id) for f in frames] == [(kind, str(seq)) for seq, (kind, _) in enumerate(stream_events, 1)]
-    for frame, (start, _, _) in zip(frames[: 2 * len(calls) : 2], calls):
+    for frame, (start, _, _) in zip(frames[: 2 * len(calls) : 2], calls, strict=False):
         check_card(frame.data, start, "running", oob=False)
-    for frame, (_, outcome, result) in zip(frames[1 : 2 * len(calls) : 2], calls):
+    for frame, (_, outcome, result) in zip(frames[1 : 2 * len(calls) : 2], calls, strict=False):
         check_card(frame.data, result, "ok" if outcome == "result" else "error", oob=True)
         assert tree(frame.data).children[0].attrs["hx-swap-oob"] == "outerHTML"
     text_frames = frames[2 * len(calls) :]

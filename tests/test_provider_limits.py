@@ -78,7 +78,7 @@ async def test_a_5_mb_tool_argument_ends_the_answer_and_is_not_stored(stub, alic
     assert await ToolCall.objects.filter(message=message).acount() == 0
 
 
-@pytest.mark.parametrize("length, runs", [(100, True), (101, False)], ids=["at-the-limit", "past-the-limit"])
+@pytest.mark.parametrize(("length", "runs"), [(100, True), (101, False)], ids=["at-the-limit", "past-the-limit"])
 async def test_arguments_in_pieces_count_whole(stub, alice_async, conversation, settings, length, runs):
     settings.CHAT_MAX_TOOL_ARGUMENT_CHARS = 100
     arguments = '{"expression": "1 + 1"}'.ljust(length)

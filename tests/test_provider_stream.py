@@ -71,9 +71,9 @@ async def test_an_error_inside_the_stream_raises_with_the_providers_message(body
 
 
 async def test_a_chunk_that_is_not_an_object_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a JSON object"):
         await _read([b"data: [1, 2]\n\n"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Expecting property name"):
         await _read([b"data: {not json\n\n"])
 
 

@@ -47,7 +47,7 @@ def test_it_starts_with_postgresql_and_redis_urls():
 
 
 @pytest.mark.parametrize(
-    "name, url, schemes",
+    ("name", "url", "schemes"),
     [
         ("DATABASE_URL", "mysql://chat@db.example/chat", "sqlite://, postgres://, postgresql://"),
         ("DATABASE_URL", "db.example:5432/chat", "sqlite://, postgres://, postgresql://"),
@@ -63,7 +63,7 @@ def test_a_url_of_another_kind_is_refused_with_its_name(name, url, schemes):
 
 
 @pytest.mark.parametrize(
-    "name, url", [("DATABASE_URL", "postgres://chat@db.example:port/chat"), ("REDIS_URL", "redis://cache.example:port/0")]
+    ("name", "url"), [("DATABASE_URL", "postgres://chat@db.example:port/chat"), ("REDIS_URL", "redis://cache.example:port/0")]
 )
 def test_a_malformed_url_is_refused_with_its_name(name, url):
     assert name in refused({name: url})

@@ -204,7 +204,7 @@ async def test_a_batch_that_arrives_late_never_takes_an_answer_back(alice, conve
     "script",
     [
         [Stream(PARTS)],
-        [Stream(["Let me compute. "] + calculator_round("6 * 7"), finish_reason="tool_calls"), Stream(["It is 42."])],
+        [Stream(["Let me compute. ", *calculator_round("6 * 7")], finish_reason="tool_calls"), Stream(["It is 42."])],
         [Stream(["Half an ans"], error="The model is overloaded")],
     ],
     ids=["text", "tool call", "error"],

@@ -29,7 +29,7 @@ def calculator_round(expression: str, call_id: str = "call_1", index: int = 0) -
 
 async def test_a_streamed_tool_call_runs_and_its_result_goes_back_to_the_model(stub, alice_async, conversation):
     stub.script(
-        Stream(["Let me compute. "] + calculator_round("2 + 2 * 3"), finish_reason="tool_calls"),
+        Stream(["Let me compute. ", *calculator_round("2 + 2 * 3")], finish_reason="tool_calls"),
         Stream(["The answer is ", "8."]),
     )
     message = await send(alice_async, conversation, "What is 2 + 2 * 3?")
@@ -58,8 +58,7 @@ async def test_a_streamed_tool_call_runs_and_its_result_goes_back_to_the_model(s
 async def test_two_parallel_calls_both_run(stub, alice_async, conversation):
     stub.script(
         Stream(
-            calculator_round("1 + 1", "call_a", 0)
-            + [ToolCallPart(1, id="call_b", name="current_time"), ToolCallPart(1, arguments='{"timezone": "Asia/Tokyo"}')],
+            [*calculator_round("1 + 1", "call_a", 0), ToolCallPart(1, id="call_b", name="current_time"), ToolCallPart(1, arguments='{"timezone": "Asia/Tokyo"}')],
             finish_reason="tool_calls",
         ),
         Stream(["Done."]),
@@ -160,7 +159,7 @@ async def test_the_round_limit_ends_the_answer_with_a_clear_error(stub, alice_as
 
 async def test_a_reopened_conversation_shows_cards_in_order(stub, alice_async, conversation):
     stub.script(
-        Stream(["Before. "] + calculator_round("6 * 7"), finish_reason="tool_calls"),
+        Stream(["Before. ", *calculator_round("6 * 7")], finish_reason="tool_calls"),
         Stream(["After."]),
     )
     message = await send(alice_async, conversation, "6*7")
@@ -194,7 +193,7 @@ async def test_continue_does_not_run_tools_again(stub, alice_async, conversation
 
 
 async def test_a_cursor_inside_a_tool_call_resumes_with_its_result(stub, alice_async, conversation):
-    stub.script(Stream(["Hm. "] + calculator_round("7 * 6"), finish_reason="tool_calls"), Stream(["42."]))
+    stub.script(Stream(["Hm. ", *calculator_round("7 * 6")], finish_reason="tool_calls"), Stream(["42."]))
     message = await send(alice_async, conversation, "7*6")
     everything = await read_stream(alice_async, message)
     await finished(message.pk)

@@ -1,14 +1,14 @@
 """The current_time tool: formatting across zones, defaults and refusals."""
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from chat.tools.clock import current_time
 from chat.tools.registry import ToolContext, ToolError, get_tool
 
-NOW = datetime(2026, 11, 21, 13, 5, 9, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 21, 13, 5, 9, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,7 @@ def test_fixed_now(zone: str, expected: str) -> None:
 
 
 def test_summer_time_and_single_digit_day() -> None:
-    summer = datetime(2026, 7, 1, 12, 0, 0, tzinfo=timezone.utc)
+    summer = datetime(2026, 7, 1, 12, 0, 0, tzinfo=UTC)
     assert current_time("Europe/Paris", summer) == "Wednesday 1 July 2026, 14:00:00 CEST (UTC+02:00), Europe/Paris"
 
 

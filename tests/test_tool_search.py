@@ -39,7 +39,7 @@ def test_it_never_returns_another_users_text(alice, bob, chats):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_tool_runs_as_the_calling_user_and_skips_the_current_chat(alice, chats):
-    mine, _, current = chats
+    _mine, _, current = chats
     Message.objects.create(conversation=current, role="user", content="what did I say about Lisbon?")
     tool = get_tool("search_conversations")
     output = asyncio.run(tool.run({"query": "Lisbon"}, ToolContext(user_id=alice.pk, conversation_id=current.pk)))

@@ -1,6 +1,6 @@
 """The `current_time` tool: models do not know today's date, so they ask."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -58,9 +58,9 @@ def current_time(zone: str = DEFAULT_ZONE, now: datetime | None = None) -> str:
     """
     tz = _zone(zone)
     if now is None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
     elif now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     local = now.astimezone(tz)
     # Zones without a letter abbreviation report "+03"; the offset already says that.
     abbreviation = local.tzname() or ""

@@ -7,6 +7,7 @@ saved as test-output/screenshots/<test name>.png; a console error that names the
 Content-Security-Policy, or a request to any host but 127.0.0.1, fails the test.
 """
 
+import contextlib
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -166,10 +167,8 @@ def open_chat(browser, live_server_factory, request) -> Iterator[Callable[..., C
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for index, chat in enumerate(chats):
         name = request.node.name if index == 0 else f"{request.node.name}-{index + 1}"
-        try:
+        with contextlib.suppress(Exception):  # a screenshot is a help, never a failure
             chat.page.screenshot(path=str(SCREENSHOTS / _screenshot_name(name)), full_page=True)
-        except Exception:  # a screenshot is a help, never a failure
-            pass
     for context in contexts:
         context.close()
     csp = [e for chat in chats for e in chat.console_errors if "Content Security Policy" in e or "CSP" in e]

@@ -1,5 +1,6 @@
 """A person sends a prompt and watches the answer arrive, in real Chromium."""
 
+import itertools
 import re
 import time
 
@@ -55,7 +56,7 @@ def test_it_streams_an_answer_then_renders_markdown(chat, openai_stub_server):
     assert len(seen) >= 4, f"the answer did not grow while streaming: {seen}"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "test_it_streams_an_answer_then_renders_markdown-streaming.png"))
-    for shorter, longer in zip(seen, seen[1:], strict=False):
+    for shorter, longer in itertools.pairwise(seen):
         assert longer.startswith(shorter) and len(longer) > len(shorter)
 
     chat.wait_status("complete")
