@@ -291,7 +291,7 @@ def test_timed_emits_emitted_at(stub):
     assert stamps == sorted(stamps)
     # 10 tokens at 100/s: first at ~0, last at ~0.09 s on an absolute schedule.
     assert 0.07 <= stamps[-1] - stamps[0] < 0.5
-    assert all(recv >= s - 0.01 for (recv, _), s in zip(timed, stamps, strict=False))
+    assert all(recv >= s - 0.01 for (recv, _), s in zip(timed, stamps, strict=True))
     assert [c.choices[0].finish_reason for _, c in out if c.choices and c.choices[0].finish_reason] == ["stop"]
     assert out[-1][1].usage.completion_tokens == 10
 

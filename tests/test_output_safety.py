@@ -192,7 +192,7 @@ def test_live_text_arrives_as_exactly_its_deltas_and_inert(case):
     frames = parse(stream)
     assert [(f.event, f.id) for f in frames] == [(events.TEXT_DELTA, str(seq)) for seq in range(1, len(deltas) + 1)]
     received = []
-    for frame, delta in zip(frames, deltas, strict=False):
+    for frame, delta in zip(frames, deltas, strict=True):
         root = tree(frame.data)
         # One bare <span> holding the text, nothing else.
         assert [c.skeleton() for c in root.children] == [("span", (), ())]
@@ -264,9 +264,9 @@ def test_tool_cards_arrive_once_each_and_inert(calls, case):
     )
     frames = parse(stream)
     assert [(f.event, f.id) for f in frames] == [(kind, str(seq)) for seq, (kind, _) in enumerate(stream_events, 1)]
-    for frame, (start, _, _) in zip(frames[: 2 * len(calls) : 2], calls, strict=False):
+    for frame, (start, _, _) in zip(frames[: 2 * len(calls) : 2], calls, strict=True):
         check_card(frame.data, start, "running", oob=False)
-    for frame, (_, outcome, result) in zip(frames[1 : 2 * len(calls) : 2], calls, strict=False):
+    for frame, (_, outcome, result) in zip(frames[1 : 2 * len(calls) : 2], calls, strict=True):
         check_card(frame.data, result, "ok" if outcome == "result" else "error", oob=True)
         assert tree(frame.data).children[0].attrs["hx-swap-oob"] == "outerHTML"
     text_frames = frames[2 * len(calls) :]

@@ -146,11 +146,11 @@ async def _write(recorders: list[Recorder]) -> Exception | None:
     try:
         failures = await sync_to_async(_update_batch)([row for row, _ in taken])
     except BaseException:
-        for recorder, (_, owed_since) in zip(recorders, taken, strict=False):
+        for recorder, (_, owed_since) in zip(recorders, taken, strict=True):
             recorder._restore(owed_since)
         raise
     failed = None
-    for recorder, (_, owed_since), failure in zip(recorders, taken, failures, strict=False):
+    for recorder, (_, owed_since), failure in zip(recorders, taken, failures, strict=True):
         if failure is None:
             continue
         if refused(failure):
