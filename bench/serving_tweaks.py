@@ -23,10 +23,10 @@ import os
 import statistics
 import tempfile
 import time
-from http.cookies import SimpleCookie
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 os.environ.setdefault("DJANGO_DEBUG", "1")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver")
 _db = tempfile.NamedTemporaryFile(suffix=".sqlite3", delete=False)
 os.environ["SQLITE_PATH"] = _db.name
 
@@ -35,7 +35,6 @@ import django  # noqa: E402
 django.setup()
 
 from asgiref.sync import SyncToAsync, sync_to_async  # noqa: E402
-from asgiref.testing import ApplicationCommunicator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.management import call_command  # noqa: E402
@@ -43,6 +42,7 @@ from django.test import override_settings  # noqa: E402
 
 from chat.serving.db_threads import SharedDatabaseThreads  # noqa: E402
 from chat.serving.middleware import ON_THE_LOOP  # noqa: E402
+from tests.asgi_browser import Browser  # noqa: E402
 
 DJANGO_MIDDLEWARE = {f"{c.__module__}.{c.__name__}": f"{c.__mro__[2].__module__}.{c.__mro__[2].__name__}" for c in ON_THE_LOOP}
 CONFIGURATIONS = {
@@ -52,36 +52,6 @@ CONFIGURATIONS = {
     "sessions: signed cookies": {"SESSION_ENGINE": "django.contrib.sessions.backends.signed_cookies"},
     "sessions: database": {"SESSION_ENGINE": "django.contrib.sessions.backends.db"},
 }
-
-
-class Browser:
-    def __init__(self, app) -> None:
-        self.app = app
-        self.cookies: dict[str, str] = {}
-
-    async def request(self, method: str, path: str, form: dict | None = None) -> int:
-        body = "&".join(f"{k}={v}" for k, v in (form or {}).items()).encode()
-        headers = [(b"host", b"127.0.0.1"), (b"referer", b"http://127.0.0.1/")]
-        if self.cookies:
-            headers.append((b"cookie", "; ".join(f"{k}={v}" for k, v in self.cookies.items()).encode()))
-        if form is not None:
-            headers += [(b"content-type", b"application/x-www-form-urlencoded"), (b"content-length", str(len(body)).encode())]
-        scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-            "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
-            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
-        }
-        app = ApplicationCommunicator(self.app, scope)
-        await app.send_input({"type": "http.request", "body": body})
-        start = await app.receive_output(10)
-        while (await app.receive_output(10)).get("more_body"):
-            pass
-        await app.wait(10)
-        for name, value in start["headers"]:
-            if name.lower() == b"set-cookie":
-                for key, morsel in SimpleCookie(value.decode()).items():
-                    self.cookies[key] = morsel.value
-        return start["status"]
 
 
 def _seed() -> tuple[int, int]:
@@ -99,12 +69,11 @@ def _seed() -> tuple[int, int]:
 async def _measure(overrides: dict, path: str, requests: int) -> tuple[float, float]:
     with override_settings(**overrides):
         browser = Browser(SharedDatabaseThreads(ASGIHandler()))
-        await browser.request("GET", "/accounts/login/")
-        form = {"username": "pat", "password": "pat-password", "csrfmiddlewaretoken": browser.cookies["csrftoken"]}
-        assert await browser.request("POST", "/accounts/login/", form) == 302
+        form = {"username": "pat", "password": "pat-password", "csrfmiddlewaretoken": await browser.csrf_token()}
+        assert (await browser.request("POST", "/accounts/login/", form))[0] == 302
         stop = {"csrfmiddlewaretoken": browser.cookies["csrftoken"]}
         for _ in range(50):  # warm
-            assert await browser.request("POST", path, stop) == 302
+            assert (await browser.request("POST", path, stop))[0] == 302
         trips = 0
         call = SyncToAsync.__call__
 
