@@ -244,5 +244,8 @@ CHAT_MAX_ANSWER_CHARS = env_int("CHAT_MAX_ANSWER_CHARS", 100000, minimum=100)
 CHAT_MAX_PROMPT_CHARS = env_int("CHAT_MAX_PROMPT_CHARS", 20000, minimum=1)
 CHAT_MAX_CONCURRENT_ANSWERS = env_int("CHAT_MAX_CONCURRENT_ANSWERS", 3, minimum=1)
 CHAT_PROMPTS_PER_MINUTE = env_int("CHAT_PROMPTS_PER_MINUTE", 20, minimum=1)
+# Answer streams one user may have open at once (tabs, devices, across workers):
+# a newer one replaces the oldest, which asks its page to reload.
+CHAT_MAX_STREAMS_PER_USER = env_int("CHAT_MAX_STREAMS_PER_USER", 10, minimum=1)
 # How often a waiting stream checks the database for an answer its log lacks.
 CHAT_STREAM_POLL = env_number("CHAT_STREAM_POLL", 3, minimum=0.05)

@@ -81,7 +81,7 @@ def start_worker(tmp_path, database, openai_stub_server):
     workers: list[LiveServer] = []
     prefix = f"chat-live-{secrets.token_hex(4)}"
 
-    def start(redis: RedisServer) -> LiveServer:
+    def start(redis: RedisServer, env: dict[str, str] | None = None) -> LiveServer:
         worker = LiveServer(
             tmp_path,
             {
@@ -92,6 +92,7 @@ def start_worker(tmp_path, database, openai_stub_server):
                 "REDIS_URL": redis.url,
                 "CHAT_REDIS_PREFIX": prefix,
                 "CHAT_HEARTBEAT_STALE": str(HEARTBEAT_STALE),
+                **(env or {}),
             },
         )
         workers.append(worker)
@@ -172,6 +173,29 @@ def test_a_crashed_workers_answer_is_continued_on_another(workers, openai_stub_s
     elsewhere = alice.use(second.url)
     # Redis outlived the dead worker: its unsaved events must not be served.
     assert_interrupted_then_continued(elsewhere, second, conversation_id, message_id, partial, openai_stub_server)
+
+
+def test_a_stream_opened_on_another_worker_replaces_the_oldest(start_worker, shared_redis, openai_stub_server):
+    """The count of a user's streams is shared: a worker learns that its stream
+    was replaced when it next checks (every second here, CHAT_UNWATCHED_LIMIT / 4)."""
+    limits = {"CHAT_MAX_STREAMS_PER_USER": "1", "CHAT_UNWATCHED_LIMIT": "4"}
+    first, second = start_worker(shared_redis, limits), start_worker(shared_redis, limits)
+    openai_stub_server.script(Stream(["Hello"], hang=True))
+    alice = Browserless(first.url, "alice", "alice-password")
+    conversation_id, message_id = alice.new_conversation("Take your time")
+    old = alice.frames(conversation_id, message_id)
+    assert next(old).event == "text_delta"
+    new = alice.use(second.url).frames(conversation_id, message_id)
+    assert next(new).event == "text_delta"
+
+    started = time.monotonic()
+    rest = list(old)
+    assert [f.event for f in rest] == ["error"]
+    assert "too many answers open in other tabs or windows" in rest[0].data
+    assert time.monotonic() - started < 10
+    # The newer stream follows the answer to its end.
+    assert alice.post(f"/c/{conversation_id}/m/{message_id}/stop/").status_code == 204
+    assert [f.event for f in new] == ["done"]
 
 
 def test_a_redis_outage_costs_the_live_view_not_the_answer(start_worker, openai_stub_server):
