@@ -42,6 +42,12 @@ async def amessage_for_owner(request: HttpRequest, conversation_id: int, message
     )
 
 
+def _form_text(request: HttpRequest, name: str) -> str:
+    """A field of the posted form, as text every database stores: PostgreSQL
+    refuses the NUL character (a 500). Nobody types one; it is dropped."""
+    return request.POST.get(name, "").replace("\x00", "")
+
+
 def _refusal(request: HttpRequest, refused: answers.Refused) -> HttpResponse:
     """A refusal is shown next to the composer (HTMX) or as a page of its own."""
     html = render_to_string("chat/_notice.html", {"text": str(refused)})
@@ -100,7 +106,7 @@ async def new_conversation(request: HttpRequest) -> HttpResponse:
     user = await request.auser()
     try:
         exchange, html = await answers.start_conversation(
-            user.pk, request.POST.get("prompt", ""), _rendering(request, _new_conversation_html)
+            user.pk, _form_text(request, "prompt"), _rendering(request, _new_conversation_html)
         )
     except answers.Refused as refused:
         return _refusal(request, refused)
@@ -117,7 +123,7 @@ async def new_conversation(request: HttpRequest) -> HttpResponse:
 async def send(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = await _aconversation_for(request, conversation_id)
     try:
-        _, html = await answers.send_prompt(conversation, request.POST.get("prompt", ""), _rendering(request, _pair_html))
+        _, html = await answers.send_prompt(conversation, _form_text(request, "prompt"), _rendering(request, _pair_html))
     except answers.Refused as refused:
         return _refusal(request, refused)
     if not request.htmx:
@@ -194,7 +200,7 @@ def feedback(request: HttpRequest, conversation_id: int, message_id: int) -> Htt
     rating = request.POST.get("rating")
     if rating not in ("1", "-1"):
         return HttpResponse("Choose thumbs up or down.", status=400)
-    comment = request.POST.get("comment", "").strip()[:2000]
+    comment = _form_text(request, "comment").strip()[:2000]
     Feedback.objects.update_or_create(
         message=message,
         defaults={"user": request.user, "rating": int(rating), "comment": comment, "updated_at": timezone.now()},
@@ -212,7 +218,7 @@ def feedback(request: HttpRequest, conversation_id: int, message_id: int) -> Htt
 @login_required
 def rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
     current = _conversation_for(request, conversation_id)
-    title = " ".join(request.POST.get("title", "").split())[:200]
+    title = " ".join(_form_text(request, "title").split())[:200]
     if title:
         current.title = title
         current.save(update_fields=["title"])

@@ -253,6 +253,27 @@ async def test_every_response_is_private_and_never_stored(route, ids, stub, alic
             await finished(message.pk)
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("fast")
+@pytest.mark.parametrize("route", POSTS, ids=_ids(POSTS))
+async def test_a_nul_character_in_a_form_is_dropped_not_a_500(route, ids, stub, alice_async):
+    """PostgreSQL stores no NUL character: a form that carries one (no browser
+    sends it, a script may) must not reach the database with it."""
+    stub.default = Stream(["A short answer."])
+    # Into every text field (a rating that is not "1" or "-1" is refused anyway).
+    form = {name: value if name == "rating" else value[:3] + "\x00" + value[3:] for name, value in FORM.items()}
+    response = await alice_async.post(route.url(**ids), form, headers={"HX-Request": "true"})
+    assert response.status_code < 500
+    async for message in Message.objects.filter(status=Status.STREAMING):
+        await finished(message.pk)
+    stored = [c.title async for c in Conversation.objects.all()]
+    stored += [m.content async for m in Message.objects.all()]
+    stored += [f.comment async for f in Feedback.objects.all()]
+    assert not [text for text in stored if "\x00" in text]
+    if route.name == "chat-rename":
+        assert stored[0] == FORM["title"]
+
+
 @pytest.mark.django_db
 def test_another_user_does_not_see_alices_conversations_on_his_pages(conversation, answer, bob_client):
     response = bob_client.get(reverse("chat-home"))
