@@ -30,11 +30,8 @@ import tracemalloc
 if os.environ.get("BENCH_TRACEMALLOC") == "1":
     tracemalloc.start(5)
 
-from chatproject.asgi import application as product  # noqa: E402
-
-from django.conf import settings  # noqa: E402
-
-from chat import stream  # noqa: E402
+# The product's modules are imported after tracing starts.
+from chatproject.asgi import application as product
 
 _libc = ctypes.CDLL("libc.so.6")
 _baseline: list[tracemalloc.Snapshot] = []
@@ -119,6 +116,10 @@ def garbage(unfreeze: bool) -> dict:
 
 
 def report(trim: bool, baseline: bool) -> dict:
+    from django.conf import settings
+
+    from chat import stream
+
     if trim:
         gc.collect()
         _libc.malloc_trim(0)

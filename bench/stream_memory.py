@@ -132,8 +132,8 @@ async def main(args) -> None:
                     # chat/generation.py then freezes every object alive (gc.freeze).
                     stub.script(Stream(["Done"]))
                     other, answer = await asyncio.to_thread(browser.new_conversation, "Finish")
-                    frames = await asyncio.to_thread(lambda: [f.event for f in browser.frames(other, answer)])
-                    assert frames[-1] == "done", frames
+                    frames = await asyncio.to_thread(list, browser.frames(other, answer))
+                    assert frames[-1].event == "done", frames
                     rows.append(row(f"round {n}: an answer finished (frozen: {(await probe(server.url))['gc_frozen']})", await probe(server.url)))
                 await close(writers)
                 after = await wait_for_streams(server.url, 0, args.close_wait)

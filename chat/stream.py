@@ -25,9 +25,9 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
 from chat import sse
+from chat.eventlog import EventLog, get_event_log
 from chat.events import ERROR as sse_error
 from chat.events import TEXT_DELTA, Event
-from chat.eventlog import EventLog, get_event_log
 from chat.liveness import interrupt_if_stale
 from chat.login import login_required
 from chat.models import Message, Status
