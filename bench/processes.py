@@ -96,6 +96,7 @@ def server_env(stub: Stub) -> dict[str, str]:
         "CHAT_MAX_RETRIES": "0",
         "CHAT_MAX_CONCURRENT_ANSWERS": "100000",
         "CHAT_PROMPTS_PER_MINUTE": "100000",
+        "CHAT_MAX_STREAMS_PER_USER": "100000",
     }
 
 

@@ -446,7 +446,7 @@ def _method() -> list[str]:
         "not the chunk's JSON, so the emission time rides in the text. Tokens are due on an absolute schedule.\n"
         "- **Product**: daphne started by a `tests/live.py` `LiveServer` with a fresh SQLite file, `OPENAI_BASE_URL` "
         "at the stub, the production timing defaults (flush 0.25 s, heartbeat 2 s, stream poll 3 s) and one user "
-        "whose `CHAT_MAX_CONCURRENT_ANSWERS` / `CHAT_PROMPTS_PER_MINUTE` are raised; it logs in once as a browser does "
+        "whose `CHAT_MAX_CONCURRENT_ANSWERS` / `CHAT_PROMPTS_PER_MINUTE` / `CHAT_MAX_STREAMS_PER_USER` are raised; it logs in once as a browser does "
         "(GET login, POST credentials); each answer is POST /c/new/ (htmx; it answers with the exchange's fragment), "
         "then GET of the SSE URL in that fragment. `bench.product_asgi` is `chatproject.asgi` plus a count of SQL statements.\n"
         "- **Baseline** (`bench/baseline_relay.py`): a bare ASGI app under the same daphne command relaying the "

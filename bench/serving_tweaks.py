@@ -36,15 +36,15 @@ django.setup()
 
 from asgiref.sync import SyncToAsync, sync_to_async  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import override_settings  # noqa: E402
 
 from chat.serving.db_threads import SharedDatabaseThreads  # noqa: E402
+from chat.serving.handler import ChatASGIHandler  # noqa: E402
 from chat.serving.middleware import ON_THE_LOOP  # noqa: E402
 from tests.asgi_browser import Browser  # noqa: E402
 
-DJANGO_MIDDLEWARE = {f"{c.__module__}.{c.__name__}": f"{c.__mro__[2].__module__}.{c.__mro__[2].__name__}" for c in ON_THE_LOOP}
+DJANGO_MIDDLEWARE = {f"{c.__module__}.{c.__name__}": f"{c.__bases__[-1].__module__}.{c.__bases__[-1].__name__}" for c in ON_THE_LOOP}
 CONFIGURATIONS = {
     "product": {},
     "Django's middleware": {"MIDDLEWARE": [DJANGO_MIDDLEWARE.get(m, m) for m in settings.MIDDLEWARE]},
@@ -68,7 +68,7 @@ def _seed() -> tuple[int, int]:
 
 async def _measure(overrides: dict, path: str, requests: int) -> tuple[float, float]:
     with override_settings(**overrides):
-        browser = Browser(SharedDatabaseThreads(ASGIHandler()))
+        browser = Browser(SharedDatabaseThreads(ChatASGIHandler()))
         form = {"username": "pat", "password": "pat-password", "csrfmiddlewaretoken": await browser.csrf_token()}
         assert (await browser.request("POST", "/accounts/login/", form))[0] == 302
         stop = {"csrfmiddlewaretoken": browser.cookies["csrftoken"]}

@@ -1,8 +1,7 @@
-"""Content-Security-Policy for every response: scripts and styles only from this
-site, no inline script, no eval. htmx runs under it (see the htmx-config meta
-tag in base.html)."""
+"""Headers every response of the app carries, set once here rather than in each view."""
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.utils.cache import patch_cache_control
 
 POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -11,7 +10,9 @@ POLICY = (
 )
 
 
-class ContentSecurityPolicyMiddleware:
+class _ResponseHeaders:
+    """A middleware that only adds headers to the response, sync or async."""
+
     sync_capable = True
     async_capable = True
 
@@ -31,7 +32,31 @@ class ContentSecurityPolicyMiddleware:
 
     @staticmethod
     def _add(response):
+        raise NotImplementedError
+
+
+class ContentSecurityPolicyMiddleware(_ResponseHeaders):
+    """Content-Security-Policy for every response: scripts and styles only from
+    this site, no inline script, no eval. htmx runs under it (see the htmx-config
+    meta tag in base.html)."""
+
+    @staticmethod
+    def _add(response):
         # A view that needs another policy sets its own header. The admin needs
         # none: Django's admin has no inline script or style (tests/test_deploy.py).
         response.headers.setdefault("Content-Security-Policy", POLICY)
+        return response
+
+
+class PrivateResponsesMiddleware(_ResponseHeaders):
+    """`Cache-Control: private, no-store` on every response: pages, fragments and
+    streams show one user's conversations, and neither a shared cache nor the
+    browser's disk may keep them (after a logout, on a shared computer, Back must
+    not show them again). Nothing the app renders is the same for everyone; static
+    files are served before this, with their own headers. A view's own directives
+    (the stream's no-cache) are kept."""
+
+    @staticmethod
+    def _add(response):
+        patch_cache_control(response, private=True, no_store=True)
         return response

@@ -62,7 +62,8 @@ MIDDLEWARE = [
     "chat.serving.middleware.AuthenticationMiddleware",
     "chat.serving.middleware.MessageMiddleware",
     "chat.serving.middleware.XFrameOptionsMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
+    "chat.serving.middleware.HtmxMiddleware",
+    "chat.middleware.PrivateResponsesMiddleware",
     "chat.middleware.ContentSecurityPolicyMiddleware",
     # Last, as django-axes asks: it turns a refused sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
@@ -206,8 +207,21 @@ if HTTPS:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    # Both reach beyond this site, so each is the operator's decision: every
+    # subdomain must then serve HTTPS too, and a preloaded domain stays in the
+    # browsers' lists for months after the header goes.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    if SECURE_HSTS_PRELOAD and not SECURE_HSTS_INCLUDE_SUBDOMAINS:
+        raise ImproperlyConfigured(
+            "SECURE_HSTS_PRELOAD=1 needs SECURE_HSTS_INCLUDE_SUBDOMAINS=1: "
+            "browsers preload only domains whose every subdomain is HTTPS-only."
+        )
+    # `check --deploy` warns when either is off (security.W005, W021): off is a choice here.
+    if not SECURE_HSTS_INCLUDE_SUBDOMAINS:
+        SILENCED_SYSTEM_CHECKS.append("security.W005")
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS.append("security.W021")
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -274,5 +288,8 @@ CHAT_MAX_ANSWER_CHARS = env_int("CHAT_MAX_ANSWER_CHARS", 100000, minimum=100)
 CHAT_MAX_PROMPT_CHARS = env_int("CHAT_MAX_PROMPT_CHARS", 20000, minimum=1)
 CHAT_MAX_CONCURRENT_ANSWERS = env_int("CHAT_MAX_CONCURRENT_ANSWERS", 3, minimum=1)
 CHAT_PROMPTS_PER_MINUTE = env_int("CHAT_PROMPTS_PER_MINUTE", 20, minimum=1)
+# Answer streams one user may have open at once (tabs, devices, across workers):
+# a newer one replaces the oldest, which asks its page to reload.
+CHAT_MAX_STREAMS_PER_USER = env_int("CHAT_MAX_STREAMS_PER_USER", 10, minimum=1)
 # How often a waiting stream checks the database for an answer its log lacks.
 CHAT_STREAM_POLL = env_number("CHAT_STREAM_POLL", 3, minimum=0.05)

@@ -1,7 +1,29 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.contrib.auth import views as auth_views
+from django.urls import include, path, register_converter
 
 from chat import stream, views
+
+
+class IdConverter:
+    """A database id: a number that fits the 64-bit id columns. A larger one is
+    no match, so a 404, where the database driver would raise (SQLite's
+    OverflowError, PostgreSQL's out-of-range error: a 500)."""
+
+    regex = "[0-9]{1,19}"
+    largest = 2**63 - 1
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if number > self.largest:
+            raise ValueError(f"{value} is not a database id")
+        return number
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+register_converter(IdConverter, "id")
 
 # /c/<conversation>/m/<message>/...: actions on one answer.
 message_urls = [
@@ -18,13 +40,20 @@ conversation_urls = [
     path("send/", views.send, name="chat-send"),
     path("rename/", views.rename, name="chat-rename"),
     path("delete/", views.delete, name="chat-delete"),
-    path("m/<int:message_id>/", include(message_urls)),
+    path("m/<id:message_id>/", include(message_urls)),
+]
+
+# Logging in and out: the pages link nothing else. No mail is sent, so there is no
+# password reset; passwords are set in the admin or with manage.py changepassword.
+account_urls = [
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]
 
 urlpatterns = [
     path("", views.home, name="chat-home"),
     path("c/new/", views.new_conversation, name="chat-new"),
-    path("c/<int:conversation_id>/", include(conversation_urls)),
-    path("accounts/", include("django.contrib.auth.urls")),
+    path("c/<id:conversation_id>/", include(conversation_urls)),
+    path("accounts/", include(account_urls)),
     path("admin/", admin.site.urls),
 ]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Development server: install, migrate, create the local user once, serve with daphne.
+# Development server: install, migrate, create the local superuser once, serve with daphne.
 source "$(dirname "$0")/bootstrap.sh"
 export DJANGO_DEBUG="${DJANGO_DEBUG:-1}"
 python manage.py migrate --noinput

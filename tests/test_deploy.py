@@ -35,7 +35,7 @@ django.setup()
 names = [
     "DEBUG", "ALLOWED_HOSTS", "SECURE_SSL_REDIRECT", "SECURE_PROXY_SSL_HEADER", "SESSION_COOKIE_SECURE",
     "CSRF_COOKIE_SECURE", "SESSION_COOKIE_HTTPONLY", "SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS",
-    "SECURE_CONTENT_TYPE_NOSNIFF", "X_FRAME_OPTIONS",
+    "SECURE_HSTS_PRELOAD", "SECURE_CONTENT_TYPE_NOSNIFF", "X_FRAME_OPTIONS",
 ]
 print(json.dumps({n: getattr(settings, n) for n in names}))
 """
@@ -107,11 +107,30 @@ def test_https_turns_on_secure_cookies_hsts_and_the_redirect():
     assert values["SESSION_COOKIE_SECURE"] is True
     assert values["CSRF_COOKIE_SECURE"] is True
     assert values["SECURE_HSTS_SECONDS"] >= 31536000
-    assert values["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is True
+    # They bind other sites of the domain: the operator opts in (below).
+    assert values["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is False
+    assert values["SECURE_HSTS_PRELOAD"] is False
     # Always on, HTTPS or not.
     assert values["SESSION_COOKIE_HTTPONLY"] is True
     assert values["SECURE_CONTENT_TYPE_NOSNIFF"] is True
     assert values["X_FRAME_OPTIONS"] == "DENY"
+
+
+def test_hsts_subdomains_and_preload_are_opt_in():
+    opted_in = {**PRODUCTION, "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1", "SECURE_HSTS_PRELOAD": "1"}
+    values = read_settings(opted_in)
+    assert values["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is True
+    assert values["SECURE_HSTS_PRELOAD"] is True
+    result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], opted_in)
+    assert result.returncode == 0, result.stdout + result.stderr
+    values = read_settings({**PRODUCTION, "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1"})
+    assert (values["SECURE_HSTS_INCLUDE_SUBDOMAINS"], values["SECURE_HSTS_PRELOAD"]) == (True, False)
+
+
+def test_hsts_preload_without_subdomains_is_refused():
+    result = run(["-c", "import django; django.setup()"], {**PRODUCTION, "SECURE_HSTS_PRELOAD": "1"})
+    assert result.returncode != 0
+    assert "SECURE_HSTS_PRELOAD=1 needs SECURE_HSTS_INCLUDE_SUBDOMAINS=1" in result.stderr
 
 
 def test_without_https_cookies_still_work_over_http():
@@ -178,6 +197,7 @@ def test_pages_carry_the_policy_and_work_under_it(alice_client, conversation):
         response = alice_client.get(url)
         assert response.status_code == 200, url
         assert response["Content-Security-Policy"] == POLICY
+        assert {"private", "no-store"} <= set(response["Cache-Control"].replace(" ", "").split(","))
         found = inline_code(response.content)
         assert found.blocked == [], url
         assert found.scripts and all(src.startswith("/static/") for src in found.scripts)
@@ -194,6 +214,7 @@ def test_admin_pages_work_under_the_policy(admin_client, conversation):
         response = admin_client.get(url)
         assert response.status_code == 200, url
         assert response["Content-Security-Policy"] == POLICY
+        assert {"private", "no-store"} <= set(response["Cache-Control"].replace(" ", "").split(","))
         assert inline_code(response.content).blocked == [], url
 
 
@@ -206,6 +227,7 @@ async def test_the_stream_carries_the_policy(stub, alice_async, conversation):
     response = await alice_async.get(f"/c/{conversation.pk}/m/{message.pk}/stream/")
     assert response["Content-Type"] == "text/event-stream"
     assert response["Content-Security-Policy"] == POLICY
+    assert response["Cache-Control"] == "no-cache, private, no-store"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert "Content-Encoding" not in response
     b"".join([chunk async for chunk in response.streaming_content])

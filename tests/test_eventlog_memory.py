@@ -65,3 +65,16 @@ async def test_an_answer_that_streams_again_is_not_dropped_by_its_old_expiry(set
     await asyncio.sleep(0.1)
     await log.publish(9, EVENTS[0])
     assert await log.read_after(7, 4, 0) == [more]
+
+
+async def test_a_users_streams_beyond_the_limit_are_replaced_oldest_first_and_forgotten_when_closed():
+    log = MemoryEventLog()
+    assert [await log.open_stream(1, s, 2) for s in ("a", "b", "c", "d")] == [[], [], ["a"], ["b"]]
+    assert await log.open_stream(2, "x", 2) == []  # another user's count
+    assert [await log.is_stream_open(1, s) for s in ("a", "b", "c", "d")] == [False, False, True, True]
+    await log.close_stream(1, "c")
+    assert await log.open_stream(1, "e", 2) == []
+    for stream in ("d", "e"):
+        await log.close_stream(1, stream)
+    await log.close_stream(2, "x")
+    assert log._streams == {}

@@ -262,3 +262,20 @@ async def test_it_raises_while_redis_is_down_and_works_again_when_it_is_back(pri
     await asyncio.wait_for(stop, 15)
     await other.touch_viewer(1)
     assert await log.seconds_since_viewed(1) is not None
+
+
+async def test_a_users_streams_are_counted_across_workers(worker_a, worker_b, prefix):
+    """The oldest beyond the limit is replaced whichever worker opened it; the
+    list of ids is gone once the streams are."""
+    assert await worker_a.open_stream(1, "a", 2) == []
+    assert await worker_b.open_stream(1, "b", 2) == []
+    assert await worker_b.open_stream(2, "x", 2) == []  # another user's count
+    assert await worker_b.open_stream(1, "c", 2) == ["a"]
+    assert not await worker_a.is_stream_open(1, "a")
+    assert await worker_a.is_stream_open(1, "b") and await worker_b.is_stream_open(1, "c")
+    await worker_a.close_stream(1, "b")
+    assert await worker_a.open_stream(1, "d", 2) == []
+    for stream in ("c", "d"):
+        await worker_b.close_stream(1, stream)
+    await worker_a.close_stream(2, "x")
+    assert list(redis.Redis.from_url(SHARED_REDIS_URL).scan_iter(match=f"{prefix}:streams:*")) == []

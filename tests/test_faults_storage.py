@@ -237,6 +237,34 @@ def test_killed_postgresql_connections_mid_answer_lose_no_text(postgres_live, op
     assert "never retrieved" not in server.log_path.read_text()
 
 
+@pytest.mark.slow
+def test_a_stream_waiting_when_its_connection_is_killed_ends_and_its_reconnect_follows_the_answer(
+    postgres_live, openai_stub_server
+):
+    """A stream that polls the database when its connection dies ends its
+    response (it used to leave the viewer hanging); the browser's reconnect from
+    its cursor gets a new connection and follows the answer to its end."""
+    server, name = postgres_live
+    alice = Browserless(server.url, "alice", "alice-password")
+    openai_stub_server.script(Stream(["Hello. "], hang=True))
+    conversation_id, message_id = alice.new_conversation("Take your time")
+    frames = alice.frames(conversation_id, message_id)
+    first = next(frames)
+    assert first.event == "text_delta"
+    assert _kill_connections(server, name) >= 1
+    started = time.monotonic()
+    rest = list(frames)
+    assert time.monotonic() - started < 10
+    assert [f.event for f in rest] == []  # ended, without a terminal frame: the browser reconnects
+
+    again = alice.frames(conversation_id, message_id, after=int(first.id))
+    assert alice.post(f"/c/{conversation_id}/m/{message_id}/stop/").status_code == 204
+    ended = list(again)
+    assert ended[-1].event == "done"
+    assert "Hello." in ended[-1].data
+    assert server.message(message_id)["status"] == "stopped"
+
+
 # An SQLite database that refuses writes.
 
 

@@ -1,4 +1,5 @@
-"""Every URL of the product, checked for who may reach it.
+"""Every URL of the product, checked for who may reach it, for ids that are no
+database id, and for responses that no cache may keep.
 
 Personas: `alice` owns a conversation with an answer; `bob` is another logged-in
 user, who must get a 404 for each of alice's objects; an anonymous visitor is
@@ -13,10 +14,12 @@ import re
 from dataclasses import dataclass
 
 import pytest
-from django.test import Client
+from django.test import AsyncClient, Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from chat.models import Conversation, Feedback, Message, Status
+from tests.conftest import finished
+from tests.openai_stub import Stream
 
 # URL name -> the one HTTP method the view accepts.
 VIEWS = {
@@ -60,6 +63,11 @@ class Route:
     def url(self, **ids: int) -> str:
         return reverse(self.name, kwargs={p: ids[p] for p in self.parameters})
 
+    def url_with(self, parameter: str, raw: str, **ids: int) -> str:
+        """The URL with `raw` in the place of `parameter`, whatever the converter accepts."""
+        placeholder = 424242424242
+        return self.url(**{**ids, parameter: placeholder}).replace(f"/{placeholder}/", f"/{raw}/")
+
 
 def _walk(patterns, prefix: str = ""):
     for p in patterns:
@@ -92,9 +100,19 @@ def test_every_url_pattern_is_known():
     )
 
 
+def test_accounts_offer_only_logging_in_and_out(client):
+    """No mail is sent, so a password reset link would never arrive: only what the
+    pages use is mounted."""
+    [accounts] = [p for p in get_resolver().url_patterns if str(p.pattern) == "accounts/"]
+    assert {p.name for p in accounts.url_patterns} == {"login", "logout"}
+    for url in ("/accounts/password_reset/", "/accounts/reset/MQ/set-password/", "/accounts/password_change/"):
+        assert client.get(url).status_code == 404, url
+
+
 def test_every_url_parameter_can_be_filled():
     for route in ROUTES:
-        assert re.findall(r"<(\w+):", route.pattern) == ["int"] * len(route.parameters), route
+        # `id`, not `int`: a number beyond the id columns must be a 404 (see below).
+        assert re.findall(r"<(\w+):", route.pattern) == ["id"] * len(route.parameters), route
         assert set(route.parameters) <= PARAMETERS, (
             f"{route.name} ({route.pattern}) takes {route.parameters}; teach {__name__} how to fill them."
         )
@@ -186,6 +204,75 @@ def test_a_message_id_is_404_in_the_wrong_conversation(route, ids, alice, alice_
     response = _request(alice_client, route.method, route.url(conversation_id=other.pk, message_id=ids["message_id"]))
     assert response.status_code == 404
     _assert_untouched(conversation, answer)
+
+
+# Numbers no 64-bit id column holds: the database driver would raise (a 500).
+OUT_OF_RANGE = [str(2**63), "99999999999999999999", "1" + "0" * 40]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("route", WITH_IDS, ids=_ids(WITH_IDS))
+def test_an_id_out_of_range_is_404(route, ids, alice_client, conversation, answer):
+    for parameter in route.parameters:
+        for raw in OUT_OF_RANGE:
+            url = route.url_with(parameter, raw, **ids)
+            for headers in ({}, {"HX-Request": "true"}):
+                assert _request(alice_client, route.method, url, headers=headers).status_code == 404, url
+    # The largest id there can be is a 404 only because nothing has it.
+    largest = route.url_with(route.parameters[-1], str(2**63 - 1), **ids)
+    assert _request(alice_client, route.method, largest).status_code == 404
+    _assert_untouched(conversation, answer)
+
+
+async def _arequest(client: AsyncClient, method: str, url: str, **kwargs):
+    """The response, a stream read to its end."""
+    if method == "GET":
+        response = await client.get(url, **kwargs)
+    else:
+        response = await client.post(url, FORM, **kwargs)
+    if response.streaming:
+        b"".join([chunk async for chunk in response.streaming_content])
+    return response
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("fast")
+@pytest.mark.parametrize("route", KNOWN, ids=_ids(KNOWN))
+async def test_every_response_is_private_and_never_stored(route, ids, stub, alice_async, bob_async):
+    """Pages, fragments and streams hold one user's conversations: no cache, shared
+    or the browser's own, may keep them. Every answer, whoever asks and however it
+    ends (a page, a fragment, a stream, a redirect, a refusal, a 404)."""
+    stub.default = Stream(["A short answer."])
+    url = route.url(**ids)
+    anonymous = AsyncClient()
+    for client, headers in [(anonymous, {}), (bob_async, {}), (alice_async, {"HX-Request": "true"}), (alice_async, {})]:
+        response = await _arequest(client, route.method, url, headers=headers)
+        directives = {d.strip() for d in response.get("Cache-Control", "").split(",")}
+        assert {"private", "no-store"} <= directives, (response.status_code, response.get("Cache-Control"))
+        async for message in Message.objects.filter(status=Status.STREAMING):
+            await finished(message.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("fast")
+@pytest.mark.parametrize("route", POSTS, ids=_ids(POSTS))
+async def test_a_nul_character_in_a_form_is_stored_replaced_not_a_500(route, ids, stub, alice_async):
+    """PostgreSQL stores no NUL character: a form that carries one (no browser
+    sends it, a script may) must not reach the database with it. It is stored as
+    U+FFFD, like every text that comes in (chat/storable.py)."""
+    stub.default = Stream(["A short answer."])
+    # Into every text field (a rating that is not "1" or "-1" is refused anyway).
+    form = {name: value if name == "rating" else value[:3] + "\x00" + value[3:] for name, value in FORM.items()}
+    response = await alice_async.post(route.url(**ids), form, headers={"HX-Request": "true"})
+    assert response.status_code < 500
+    async for message in Message.objects.filter(status=Status.STREAMING):
+        await finished(message.pk)
+    stored = [c.title async for c in Conversation.objects.all()]
+    stored += [m.content async for m in Message.objects.all()]
+    stored += [f.comment async for f in Feedback.objects.all()]
+    assert not [text for text in stored if "\x00" in text]
+    if route.name == "chat-rename":
+        assert stored[0] == FORM["title"][:3] + "\ufffd" + FORM["title"][3:]
 
 
 @pytest.mark.django_db

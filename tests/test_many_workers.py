@@ -11,6 +11,7 @@ redis-server, so concurrent test runs share nothing.
 
 import os
 import secrets
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
@@ -161,6 +162,29 @@ def test_stop_sent_to_the_other_worker_stops_the_generation(workers, openai_stub
 
     assert alice.use(second.url).post(f"/c/{conversation_id}/m/{message_id}/stop/").status_code == 204
     assert_stopped_keeping_what_was_shown(frames, seen, first, message_id, openai_stub_server)
+
+
+def test_a_stream_opened_on_another_worker_replaces_the_oldest(start_worker, shared_redis, openai_stub_server):
+    """The count of a user's streams is shared: a worker learns that its stream
+    was replaced when it next checks (every second here, CHAT_UNWATCHED_LIMIT / 4)."""
+    limits = {"CHAT_MAX_STREAMS_PER_USER": "1", "CHAT_UNWATCHED_LIMIT": "4"}
+    first, second = start_worker(shared_redis, limits), start_worker(shared_redis, limits)
+    openai_stub_server.script(Stream(["Hello"], hang=True))
+    alice = Browserless(first.url, "alice", "alice-password")
+    conversation_id, message_id = alice.new_conversation("Take your time")
+    old = alice.frames(conversation_id, message_id)
+    assert next(old).event == "text_delta"
+    new = alice.use(second.url).frames(conversation_id, message_id)
+    assert next(new).event == "text_delta"
+
+    started = time.monotonic()
+    rest = list(old)
+    assert [f.event for f in rest] == ["error"]
+    assert "too many answers open in other tabs or windows" in rest[0].data
+    assert time.monotonic() - started < 10
+    # The newer stream follows the answer to its end.
+    assert alice.post(f"/c/{conversation_id}/m/{message_id}/stop/").status_code == 204
+    assert [f.event for f in new] == ["done"]
 
 
 def test_a_redis_outage_costs_the_live_view_not_the_answer(start_worker, openai_stub_server):

@@ -11,7 +11,7 @@ import pytest
 from asgiref.sync import SyncToAsync
 from django.core.handlers.asgi import ASGIHandler
 from django.test import override_settings
-from django.utils.deprecation import MiddlewareMixin
+from django.utils.module_loading import import_string
 
 from chat.serving.middleware import ON_THE_LOOP, VERIFIED_ON
 from chatproject.asgi import application as served
@@ -47,11 +47,17 @@ def _django_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__name__}"
 
 
-# The source of each Django class whose hooks chat/serving/middleware.py runs on
-# the event loop, as read when that was verified (and of the mixin whose
-# thread-hopping `__call__` it replaces).
+# The source of what chat/serving/ depends on, as read when it was verified: each
+# class whose hooks run on the event loop (and the mixin whose thread-hopping call
+# they replace), the functions the cycle-free request uses, and the ASGI handler
+# whose disconnect listener is replaced.
 VERIFIED_SOURCES = {
     "django.utils.deprecation.MiddlewareMixin": "719062a110865f71",
+    "django.core.handlers.asgi.ASGIHandler": "22f8000ae0f2f5ea",
+    "django.contrib.auth.middleware.get_user": "f663ed77b28cc515",
+    "django.contrib.auth.middleware.auser": "0c7597c36c9f1003",
+    "django.contrib.messages.storage.default_storage": "1196086b76d69328",
+    "django_htmx.middleware.HtmxDetails": "c9d6b30d13c483bf",
     "django.middleware.security.SecurityMiddleware": "7c0daafdd127de47",
     "django.contrib.sessions.middleware.SessionMiddleware": "81dfc7bdab259429",
     "django.middleware.common.CommonMiddleware": "0a9411bc1510a38c",
@@ -59,30 +65,31 @@ VERIFIED_SOURCES = {
     "django.contrib.auth.middleware.AuthenticationMiddleware": "016788fb7214c6ed",
     "django.contrib.messages.middleware.MessageMiddleware": "68bbf99a11d6e87e",
     "django.middleware.clickjacking.XFrameOptionsMiddleware": "b005c3dcd16801e1",
+    "django_htmx.middleware.HtmxMiddleware": "80db224b5efd53ff",
 }
 
 
 def _plain_django_middleware(settings_middleware: list[str]) -> list[str]:
     """The settings' middleware with Django's own class for each of ours."""
-    ours = {_django_path(cls): _django_path(cls.__mro__[2]) for cls in ON_THE_LOOP}
+    ours = {_django_path(cls): _django_path(cls.__bases__[-1]) for cls in ON_THE_LOOP}
     return [ours.get(path, path) for path in settings_middleware]
 
 
-def test_the_hooks_run_on_the_loop_are_the_ones_verified():
-    """Fails on a Django upgrade that changes what these middleware do: read the
-    new source, check that each hook still only reads and writes the request and
-    response (or goes to a thread where it saves), then update the fingerprints
-    and VERIFIED_ON."""
-    assert django.VERSION[:2] == VERIFIED_ON, f"chat/serving/middleware.py was verified on Django {VERIFIED_ON}"
-    seen = {
-        _django_path(cls): hashlib.sha256(inspect.getsource(cls).encode()).hexdigest()[:16]
-        for cls in [MiddlewareMixin, *(c.__mro__[2] for c in ON_THE_LOOP)]
-    }
+def test_what_the_serving_tweaks_depend_on_is_what_was_verified():
+    """Fails on an upgrade of Django or django-htmx that changes what chat/serving/
+    relies on: read the new source, check that each hook still only reads and
+    writes the request and response (or goes to a thread where it saves), that the
+    request's helpers still take it as their only reference, and that a returning
+    disconnect listener still ends the request; then update the fingerprints and
+    VERIFIED_ON."""
+    assert django.VERSION[:2] == VERIFIED_ON, f"chat/serving/ was verified on Django {VERIFIED_ON}"
+    seen = {name: hashlib.sha256(inspect.getsource(import_string(name)).encode()).hexdigest()[:16] for name in VERIFIED_SOURCES}
     assert seen == VERIFIED_SOURCES
+    assert {_django_path(cls.__bases__[-1]) for cls in ON_THE_LOOP} <= set(VERIFIED_SOURCES)
 
 
 async def test_every_django_middleware_in_the_settings_runs_on_the_loop(settings):
-    assert [p for p in settings.MIDDLEWARE if p.startswith("django.")] == [], "a Django middleware would hop to a thread"
+    assert [p for p in settings.MIDDLEWARE if p.startswith(("django.", "django_htmx."))] == [], "one would hop to a thread"
     for cls in ON_THE_LOOP:
         assert (cls.async_capable, cls.sync_capable) == (True, False)
         assert _django_path(cls) in settings.MIDDLEWARE

@@ -1,5 +1,5 @@
 """Where an answer's events live between the generation that publishes them and
-the stream views that read them.
+the stream views that read them, and who is reading them.
 
 One small interface, two homes: in this process (the default), or Redis Streams
 when REDIS_URL is set so that every worker sees every answer. The database stays
@@ -39,6 +39,16 @@ class EventLog(Protocol):
 
     async def seconds_since_viewed(self, message_id: int) -> float | None:
         """How long ago somebody last watched, or None if nobody ever did."""
+
+    async def open_stream(self, user_id: int, stream_id: str, limit: int) -> list[str]:
+        """Count a stream of the user's as open, wherever it runs. Returns the
+        streams it replaces: the user's oldest, beyond `limit` open ones."""
+
+    async def is_stream_open(self, user_id: int, stream_id: str) -> bool:
+        """False once a newer stream of the user's replaced it."""
+
+    async def close_stream(self, user_id: int, stream_id: str) -> None:
+        """The stream ended: it no longer counts."""
 
 
 @functools.cache

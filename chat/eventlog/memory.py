@@ -1,6 +1,7 @@
 """The event log inside this process: nothing to install, one process only."""
 
 import asyncio
+import itertools
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ class MemoryEventLog:
         # only at the front, so starting an answer does not walk the finished
         # answers of the last minutes (thousands on a busy server).
         self._expiries: deque[tuple[float, int]] = deque()
+        # The open streams of each user, oldest first (a dict keeps its order).
+        self._streams: dict[int, dict[str, None]] = {}
 
     def _answer(self, message_id: int) -> _Answer:
         answer = self._answers.get(message_id)
@@ -158,3 +161,21 @@ class MemoryEventLog:
     async def seconds_since_viewed(self, message_id: int) -> float | None:
         viewed_at = self._answer(message_id).viewed_at
         return None if viewed_at is None else time.monotonic() - viewed_at
+
+    async def open_stream(self, user_id: int, stream_id: str, limit: int) -> list[str]:
+        streams = self._streams.setdefault(user_id, {})
+        streams[stream_id] = None
+        replaced = list(itertools.islice(streams, max(len(streams) - limit, 0)))
+        for old in replaced:
+            del streams[old]
+        return replaced
+
+    async def is_stream_open(self, user_id: int, stream_id: str) -> bool:
+        return stream_id in self._streams.get(user_id, ())
+
+    async def close_stream(self, user_id: int, stream_id: str) -> None:
+        streams = self._streams.get(user_id)
+        if streams is not None:
+            streams.pop(stream_id, None)
+            if not streams:
+                del self._streams[user_id]

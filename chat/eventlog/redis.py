@@ -9,6 +9,7 @@ Keys, under settings.CHAT_REDIS_PREFIX:
                         generation waits for it with XREAD BLOCK too
   {prefix}:viewed:{id}  its remaining lifetime says when somebody last watched
                         (Redis's clock only: the workers' clocks may disagree)
+  {prefix}:streams:{user}  a list of the user's open streams, oldest first
 
 When Redis cannot be reached the methods raise, except the two the generation
 keeps polling while it runs (wait_for_stop, seconds_since_viewed): an outage
@@ -63,11 +64,29 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
+# Count a stream as open; the user's oldest beyond the limit are taken out and
+# returned, for their readers (on any worker) to end. The list lives as long as
+# the user keeps opening or reading streams: the ids a crashed worker left in it
+# are the oldest, the first to go.
+OPEN_STREAM = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local over = redis.call('LLEN', KEYS[1]) - tonumber(ARGV[2])
+if over <= 0 then
+  return {}
+end
+local replaced = redis.call('LRANGE', KEYS[1], 0, over - 1)
+redis.call('LTRIM', KEYS[1], over, -1)
+return replaced
+"""
+
+
 @dataclass
 class _Client:
     loop: asyncio.AbstractEventLoop
     redis: Redis
     publish: AsyncScript
+    open_stream: AsyncScript
 
 
 class RedisEventLog:
@@ -93,7 +112,9 @@ class RedisEventLog:
                 # a Redis restart; more would only delay the error while it is down.
                 retry=Retry(NoBackoff(), 1),
             )
-            client = self._clients[id(loop)] = _Client(loop, connection, connection.register_script(PUBLISH))
+            client = self._clients[id(loop)] = _Client(
+                loop, connection, connection.register_script(PUBLISH), connection.register_script(OPEN_STREAM)
+            )
         return client
 
     def _key(self, kind: str, message_id: int) -> str:
@@ -180,3 +201,20 @@ class RedisEventLog:
         if lifetime is None or remaining < 0:
             return None
         return max(int(lifetime) - remaining, 0) / 1000
+
+    async def open_stream(self, user_id: int, stream_id: str, limit: int) -> list[str]:
+        client = self._client()
+        return await client.open_stream(
+            keys=[self._key("streams", user_id)], args=[stream_id, limit, LIVE_TTL * 1000], client=client.redis
+        )
+
+    async def is_stream_open(self, user_id: int, stream_id: str) -> bool:
+        key = self._key("streams", user_id)
+        async with self._client().redis.pipeline(transaction=False) as pipe:
+            pipe.lpos(key, stream_id)
+            pipe.pexpire(key, LIVE_TTL * 1000)
+            position, _ = await pipe.execute()
+        return position is not None
+
+    async def close_stream(self, user_id: int, stream_id: str) -> None:
+        await self._client().redis.lrem(self._key("streams", user_id), 1, stream_id)

@@ -15,20 +15,36 @@ place (Django's own checks accept subclasses), declared async-only, and called
 through the public middleware protocol (`__call__`) with Django's public hooks
 (`process_request`, `process_view`, `process_response`).
 
+The request leaves no reference cycle behind either. Django's authentication and
+messages middleware and django-htmx hang objects on the request that refer back
+to it; here they refer to it weakly (whoever reaches them holds the request). A
+request in a cycle is freed only by the garbage collector's full passes, which
+chat/serving/collector.py makes rare, and never once the collector has frozen it:
+every request in flight then, and every stream open then, would stay in memory
+for the life of the process (measured with bench/stream_memory.py;
+tests/test_stream_limits.py checks that a request leaves nothing for the
+collector).
+
 Verified on Django 5.2 (`VERIFIED_ON`): tests/test_served_app.py compares the
 served app with plain Django request by request, and fails loudly when a Django
 upgrade changes the source of a hook run here, so it is read again before the
 version moves. What would let it go: Django running these hooks natively async.
 """
 
+import weakref
+from functools import partial
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
+from django.contrib.messages.storage import default_storage
 from django.contrib.sessions import middleware as sessions
 from django.core import checks
 from django.middleware import clickjacking, common, csrf, security
+from django.utils.functional import SimpleLazyObject
 from django.utils.module_loading import import_string
+from django_htmx import middleware as htmx
 
 VERIFIED_ON = (5, 2)
 
@@ -81,10 +97,18 @@ class CsrfViewMiddleware(OnTheLoop, csrf.CsrfViewMiddleware):
 
 
 class AuthenticationMiddleware(OnTheLoop, auth.AuthenticationMiddleware):
-    pass
+    def process_request(self, request):
+        super().process_request(request)
+        # Django's lazy user and auser hold their request: a cycle (see above).
+        request.user = SimpleLazyObject(partial(auth.get_user, weakref.proxy(request)))
+        request.auser = partial(auth.auser, weakref.proxy(request))
 
 
 class MessageMiddleware(OnTheLoop, messages.MessageMiddleware):
+    def process_request(self, request):
+        # Django's storage holds its request: a cycle (see above).
+        request._messages = default_storage(weakref.proxy(request))
+
     def response_needs_thread(self, request) -> bool:
         storage = getattr(request, "_messages", None)
         return storage is not None and (storage.used or storage.added_new)
@@ -92,6 +116,16 @@ class MessageMiddleware(OnTheLoop, messages.MessageMiddleware):
 
 class XFrameOptionsMiddleware(OnTheLoop, clickjacking.XFrameOptionsMiddleware):
     pass
+
+
+class HtmxMiddleware(htmx.HtmxMiddleware):
+    sync_capable = False
+    async_capable = True
+
+    async def __call__(self, request):
+        # django-htmx's details hold their request: a cycle (see above).
+        request.htmx = htmx.HtmxDetails(weakref.proxy(request))
+        return await self.get_response(request)
 
 
 def _heavy_body(request) -> bool:
@@ -112,6 +146,7 @@ ON_THE_LOOP = (
     AuthenticationMiddleware,
     MessageMiddleware,
     XFrameOptionsMiddleware,
+    HtmxMiddleware,
 )
 
 

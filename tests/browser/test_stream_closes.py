@@ -41,3 +41,29 @@ def test_each_answer_opens_its_stream_once(chat, openai_stub_server):
     streams = chat.stream_requests()
     assert len(streams) == 3, streams
     assert len(set(streams)) == 3  # one per answer, each its own message
+
+
+def test_a_tab_whose_stream_another_replaced_says_so_and_does_not_reconnect(open_chat, live_server_factory, openai_stub_server):
+    """One stream per user here: the tab opened last follows the answer; the other
+    shows the text so far and a notice to reload, and asks for no stream again."""
+    server = live_server_factory({"CHAT_MAX_STREAMS_PER_USER": "1"})
+    openai_stub_server.script(Stream(["Hello ", "there"], hang=True))
+    first = open_chat(server=server)
+    first.send("Take your time")
+    first.page.wait_for_url("**/c/*/")
+    first.page.wait_for_function("() => (document.querySelector('.msg-body.live') || {}).textContent?.includes('there')")
+
+    second = open_chat(server=server)
+    second.page.goto(first.page.url)
+    notice = first.last_answer().locator(".notice")
+    notice.wait_for()
+    assert "too many answers open in other tabs or windows" in notice.text_content()
+    assert "Hello there" in first.last_answer().text_content()
+    first.page.wait_for_timeout(QUIET_MS)
+    assert len(first.stream_requests()) == 1, first.stream_requests()
+
+    # The newer tab still follows the answer, and Stop ends it there.
+    assert second.live_text() == "Hello there"
+    second.page.locator("#composer .stop").click()
+    second.wait_status("stopped")
+    assert len(second.stream_requests()) == 1, second.stream_requests()

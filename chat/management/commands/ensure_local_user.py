@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Create a local staff user with a random password if there is no user yet."
+    help = "Create a local superuser (every permission, the admin site) with a random password if there is no user yet."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--username", default="admin")
@@ -22,6 +22,6 @@ class Command(BaseCommand):
             return
         password = secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, email="", password=password)
-        self.stdout.write(self.style.SUCCESS("Created a local user for this machine:"))
+        self.stdout.write(self.style.SUCCESS("Created a local superuser for this machine (it can also use /admin/):"))
         self.stdout.write(f"    username: {username}\n    password: {password}")
         self.stdout.write("Keep the password: it is shown only this once.")
