@@ -22,12 +22,17 @@ def tune_once_warm() -> None:
     """Called after an answer ends; acts once per process, when the objects that
     live for the whole process exist.
 
-    - moves everything alive into the permanent generation: a full collection no
-      longer walks it. Frozen objects are still freed by reference counting; only
-      cycles among them are never collected.
+    - collects once, then moves everything alive into the permanent generation: a
+      full collection no longer walks it. Frozen objects are still freed by
+      reference counting; only cycles among them are never collected, so garbage
+      already in cycles goes first (one full pass, once per process). A request
+      in flight at that moment is alive, not garbage: requests leave no cycles
+      (chat/serving/middleware.py, chat/serving/handler.py), so it is freed when
+      it ends.
     - collects the young generation every 10,000 allocations instead of 700."""
     global _tuned
     if not _tuned:
         _tuned = True
+        gc.collect()
         gc.freeze()
         gc.set_threshold(10_000, 10, 10)
