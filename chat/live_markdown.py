@@ -85,10 +85,10 @@ class LiveMarkdown:
         self.settled_html = self.feed(text).settled
 
     def _reset(self) -> None:
+        # The open part's text (what is settled is let go: the work per delta
+        # never grows with the answer) and where its rendering stops (what
+        # follows is shown as text).
         self.text = ""
-        # Where the open part starts (everything before is settled) and where its
-        # rendering stops (what follows is shown as text).
-        self.start = 0
         self.cut = 0
         # How far line ends have been looked at for the next cut.
         self._scanned = 0
@@ -118,7 +118,7 @@ class LiveMarkdown:
     def close(self) -> str:
         """The stretch ends (a tool card follows): the open part rendered as settled.
         The object then holds an empty stretch."""
-        rest = render_markdown(self.text[self.start :]) if self.start < len(self.text) else ""
+        rest = render_markdown(self.text) if self.text else ""
         self._reset()
         return rest
 
@@ -127,7 +127,7 @@ class LiveMarkdown:
         the line break itself: the break stays in the raw text, where it shows as
         the break the final render makes (`.md-raw` keeps white space)."""
         text, cut = self.text, self.cut
-        rendered = cut - self.start
+        rendered = cut
         gap = max(MIN_GAP, rendered)
         quick_gap = rendered // 2
         position = self._scanned
@@ -137,7 +137,7 @@ class LiveMarkdown:
                 break
             line_start = text.rfind("\n", 0, newline) + 1
             need = quick_gap if _STRUCTURAL.match(text, line_start, newline) else gap
-            if _BLANK.match(text, line_start, newline) and not _BLANK_LINE.search(text, self.start, line_start):
+            if _BLANK.match(text, line_start, newline) and not _BLANK_LINE.search(text, 0, line_start):
                 # The first blank line of the open part ends a paragraph or a
                 # table: settled at once. (Later ones are inside a list, a quote
                 # or code, which the geometric gap keeps from being parsed again
@@ -159,18 +159,18 @@ class LiveMarkdown:
     def _cut_at(self, cut: int) -> str:
         """Settle what the complete lines up to `cut` settle, render the open part
         up to `cut`; the HTML of the blocks settled."""
-        text = self.text
         settled = ""
-        line_end = cut + 1 if text[cut : cut + 1] == "\n" else cut
-        newline = text.rfind("\n", self.start, line_end)
+        line_end = cut + 1 if self.text[cut : cut + 1] == "\n" else cut
+        newline = self.text.rfind("\n", 0, line_end)
         if newline >= 0:
-            lines = text[self.start : newline + 1]
+            lines = self.text[: newline + 1]
             settled_length = _settled_length(lines)
             if settled_length:
                 settled = render_markdown(lines[:settled_length])
-                self.start += settled_length
-        self.cut = self._scanned = max(cut, self.start)
-        self._open_html = _split_for_raw(render_markdown(text[self.start : self.cut])) if self.cut > self.start else ("", "")
+                self.text = self.text[settled_length:]
+                cut = max(cut - settled_length, 0)
+        self.cut = self._scanned = cut
+        self._open_html = _split_for_raw(render_markdown(self.text[:cut])) if cut else ("", "")
         return settled
 
 

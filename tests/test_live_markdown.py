@@ -14,10 +14,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chat.live_markdown import MIN_GAP, LiveMarkdown
+from chat import events, sse
+from chat.events import Event
+from chat.live_markdown import MIN_GAP, LiveMarkdown, merged
 from chat.markdown import render_markdown
-from chat.rendering import escape_text
+from chat.rendering import escape_text, event_fragment
+from tests.conftest import live_page
+from tests.live_page import LivePage
+from tests.sse_client import parse
 from tests.test_output_safety import HOSTILE, MARKDOWN, MARKDOWN_TAGS, PROPERTY, assert_inert, tree
+
+MESSAGE_ID = 7
 
 CORPUS = {
     "mixed": (
@@ -44,7 +51,7 @@ corpus = pytest.mark.parametrize("doc", CORPUS.values(), ids=CORPUS.keys())
 
 
 def state(live: LiveMarkdown) -> tuple:
-    return live.start, live.cut, live.open_parts
+    return live.text, live.cut, live.open_parts
 
 
 def fed(*deltas: str) -> tuple[LiveMarkdown, list]:
@@ -84,12 +91,20 @@ def test_every_fragment_on_the_way_is_inert(doc):
         update = live.feed(char)
         for html in (update.settled, opened(update)):
             assert_inert(tree(html), allowed_tags=MARKDOWN_TAGS)
+        assert_inert(tree(event_fragment(MESSAGE_ID, text_event(char, update.as_data()))), allowed_tags=LIVE_TAGS)
+
+
+LIVE_TAGS = MARKDOWN_TAGS | {"div", "span"}
 
 
 def opened(update) -> str:
     """The open part an update carries, its raw text escaped, as the page holds it."""
     before, raw, after = update.open or ("", "", "")
     return before + escape_text(raw) + after
+
+
+def text_event(text: str, data: dict, seq: int = 1) -> Event:
+    return Event(seq, events.TEXT_DELTA, {"text": text, **data})
 
 
 # What a reader sees at given moments.
@@ -174,8 +189,20 @@ def test_a_20_kb_paragraph_is_rendered_a_bounded_number_of_times():
 def test_close_settles_the_open_part_and_starts_afresh():
     live = LiveMarkdown("Let me check: **now**")
     assert live.close() == render_markdown("Let me check: **now**")
-    assert state(live) == (0, 0, ("", "", ""))
+    assert state(live) == ("", 0, ("", "", ""))
     assert live.feed("Done.").open is None
+
+
+# The page: fragments applied as htmx applies them build the page rendered at the end.
+
+
+def frames_for(deltas: list[str], *, coalesce: bool = False) -> list:
+    live = LiveMarkdown()
+    evs = [text_event(d, live.feed(d).as_data(), seq) for seq, d in enumerate(deltas, 1)]
+    if coalesce and evs:
+        evs = [Event(evs[-1].seq, events.TEXT_DELTA, merged([e.data for e in evs]))]
+    stream = "".join(sse.frame(e.type, event_fragment(MESSAGE_ID, e), id=e.seq) for e in evs)
+    return parse(stream)
 
 
 markdownish = st.lists(
@@ -195,6 +222,29 @@ def split_markdown(draw) -> tuple[str, list[str]]:
     text = draw(markdownish)
     cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=12)))
     return text, [text[a:b] for a, b in itertools.pairwise([0, *cuts, len(text)])]
+
+
+@PROPERTY
+@given(split_markdown(), st.booleans())
+def test_frames_applied_to_the_page_build_the_page_of_the_whole_text(case, coalesce):
+    text, deltas = case
+    page = LivePage()
+    for frame in frames_for(deltas, coalesce=coalesce):
+        assert_inert(tree(frame.data), allowed_tags=LIVE_TAGS)
+        page.apply(frame)
+    assert page.html() == live_page(text).html()
+
+
+@PROPERTY
+@given(split_markdown())
+def test_a_page_at_any_cursor_and_the_frames_after_it_build_the_same_page(case):
+    text, deltas = case
+    frames = frames_for(deltas)
+    for cursor in range(len(deltas) + 1):
+        page = live_page("".join(deltas[:cursor]))
+        for frame in frames[cursor:]:
+            page.apply(frame)
+        assert page.html() == live_page(text).html()
 
 
 @PROPERTY
