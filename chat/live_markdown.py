@@ -90,8 +90,10 @@ class LiveMarkdown:
         # follows is shown as text).
         self.text = ""
         self.cut = 0
-        # How far line ends have been looked at for the next cut.
+        # How far line ends have been looked at for the next cut, and how much of
+        # the open part is complete lines found not to settle anything.
         self._scanned = 0
+        self._unsettling = 0
         self._open_html = ("", "")
 
     @property
@@ -162,13 +164,16 @@ class LiveMarkdown:
         settled = ""
         line_end = cut + 1 if self.text[cut : cut + 1] == "\n" else cut
         newline = self.text.rfind("\n", 0, line_end)
-        if newline >= 0:
+        if newline + 1 > self._unsettling:
             lines = self.text[: newline + 1]
             settled_length = _settled_length(lines)
             if settled_length:
                 settled = render_markdown(lines[:settled_length])
                 self.text = self.text[settled_length:]
                 cut = max(cut - settled_length, 0)
+                self._unsettling = 0
+            else:
+                self._unsettling = len(lines)
         self.cut = self._scanned = cut
         self._open_html = _split_for_raw(render_markdown(self.text[:cut])) if cut else ("", "")
         return settled
