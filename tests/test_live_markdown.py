@@ -39,7 +39,7 @@ CORPUS = {
     "table growing row by row": "| a | b |\n|:--|--:|\n| 1 | 2 |\n| 3 | 4 |\n| 5 | 6 |\n\nBelow.",
     "table interrupting a paragraph": "text\na|b\n-|-\n1|2\n\nnot|a|table\n-|-x\n",
     "references and footnotes": "See [the docs][d] and [^1].\n\n[d]: https://example.com/docs\n\n[^1]: A note.\n\n[d]\n",
-    "html in model output": '<div onclick="x">hi</div>\n\n<scr' + 'ipt>alert(1)</script> and <img src=x onerror=alert(1)>\n',
+    "html in model output": '<div onclick="x">hi</div>\n\n<script>alert(1)</script> <img src=x onerror=alert(1)>\n',
     "setext headings and rules": "Title\n=====\n\nSub\n---\n\npara\n***\n",
     "indented code": "para\n\n    code line\n    more\n\nafter\n",
     "multi-byte and combining": "caf\u00e9 e\u0301 \U0001f469\u200d\U0001f4bb **gr\u00fc\u00df** \u4e2d\u6587\n\n\u2028x\r\ny\r\n",
@@ -207,7 +207,9 @@ def frames_for(deltas: list[str], *, coalesce: bool = False) -> list:
 
 markdownish = st.lists(
     st.one_of(
-        st.sampled_from(["\n", "\n\n", "# ", "- ", "1. ", "> ", "```", "```py\n", "|", "|-|-|\n", "**", "*", "`", "    "]),
+        st.sampled_from(
+            ["\n", "\n\n", "# ", "- ", "1. ", "> ", "```", "```py\n", "|", "|-|-|\n", "**", "*", "`", "    "]
+        ),
         st.sampled_from(MARKDOWN),
         st.sampled_from(HOSTILE),
         st.text(max_size=30),
