@@ -65,6 +65,8 @@ def test_markdown_renders_while_streaming_and_a_reload_builds_the_same_dom(open_
     reloader.page.wait_for_function(f"() => document.querySelector('{live}').textContent.endsWith('at the end')")
     watched = body_when_still(page)
     assert watched == body_when_still(reloader.page)
+    # The closed code block is highlighted and can be copied before the answer ends.
+    assert page.locator(f"{live} .md-settled .highlight .copy-code").count() == 1
     # And the same as a page rendered from the stored text at that cursor.
     fresh = open_chat(server=watcher.live)
     fresh.page.goto(page.url)
