@@ -94,11 +94,15 @@ class LiveMarkdown:
         # the open part is complete lines found not to settle anything.
         self._scanned = 0
         self._unsettling = 0
-        self._open_html = ("", "")
+        self._open_html: tuple[str, str] | None = ("", "")
 
     @property
     def open_parts(self) -> tuple[str, str, str]:
         """The open part: its HTML before the raw text, the raw text, the HTML after."""
+        if self._open_html is None:
+            # Rendered when asked for: of several cuts in one delta (a page built
+            # from the stored text makes hundreds), only the last one's is shown.
+            self._open_html = _split_for_raw(render_markdown(self.text[: self.cut])) if self.cut else ("", "")
         before, after = self._open_html
         raw = self.text[self.cut :]
         if raw.startswith("\n") and _EMPTY_CODE.search(before):
@@ -175,7 +179,7 @@ class LiveMarkdown:
             else:
                 self._unsettling = len(lines)
         self.cut = self._scanned = cut
-        self._open_html = _split_for_raw(render_markdown(self.text[:cut])) if cut else ("", "")
+        self._open_html = None
         return settled
 
 
