@@ -16,6 +16,8 @@ TARGET_ALONE_P99_MS = 10
 TARGET_CAPACITY_RATIO = 1.0
 TARGET_DB_WRITES = 4
 TARGET_REPLAY_MS = 50
+TARGET_LIVE_BYTES = 3
+TARGET_LIVE_CPU_RATIO = 1.5
 
 NOTES_MARKER = "<!-- Written by hand: bench/run.py keeps everything from this line on when it rewrites the file. -->"
 
@@ -101,6 +103,7 @@ def report(args, argv: list[str], product: Target, baseline: Target, replay: dic
         *_capacity_rows(args, product, baseline, pt, bt, cap_ratio),
         *_database_rows(args, pt, info.get("rate_check") or {}),
         _replay_row(replay),
+        *_live_markdown_rows(info.get("live_markdown")),
         *_memory_rows(pt, bt),
         *_cpu_rows(args, product, baseline, pt, bt),
     ]
@@ -274,6 +277,42 @@ def _replay_row(replay: dict) -> Row:
         f"< {TARGET_REPLAY_MS}",
         yes(None if not replay_ok else replay["median_ms"] < TARGET_REPLAY_MS),
     )
+
+
+def _live_markdown_rows(live: dict | None) -> list[Row]:
+    """Markdown rendered as it streams (bench/live_markdown.py): the product alone."""
+    if not live:
+        return []
+    return [
+        (
+            f"Live Markdown, a {live['answer_tokens']:,}-token Markdown answer: bytes of the text_delta fragments ÷ "
+            f"final HTML ({live['fragment_bytes']:,} ÷ {live['final_html_bytes']:,}); whole SSE frames in brackets",
+            f"{live['fragments_over_final']:.2f} ({live['frames_over_final']:.2f})",
+            "–",
+            "",
+            f"≤ {TARGET_LIVE_BYTES}",
+            yes(live["fragments_over_final"] <= TARGET_LIVE_BYTES),
+        ),
+        (
+            f"Live Markdown, one {live['paragraph_chars']:,}-character paragraph: fragment bytes ÷ final HTML "
+            "(whole SSE frames)",
+            f"{live['paragraph_fragments_over_final']:.2f} ({live['paragraph_frames_over_final']:.2f})",
+            "–",
+            "",
+            "bounded",
+            yes(live["paragraph_fragments_over_final"] <= TARGET_LIVE_BYTES),
+        ),
+        (
+            f"Live Markdown: server CPU per token over {live['cpu_window_tokens']} tokens from token 100 / from token "
+            f"{live['cpu_late_at']:,}, median of {live['runs']} (µs)",
+            f"{live['cpu_us_per_token_at_100']:.1f} / {live['cpu_us_per_token_at_10000']:.1f} "
+            f"(× {live['cpu_late_over_early']:.2f})",
+            "–",
+            "",
+            f"× ≤ {TARGET_LIVE_CPU_RATIO}",
+            yes(live["cpu_late_over_early"] <= TARGET_LIVE_CPU_RATIO),
+        ),
+    ]
 
 
 def _memory_rows(pt: dict, bt: dict) -> list[Row]:
@@ -453,6 +492,12 @@ def _method() -> list[str]:
         "same stub stream with the same `openai.AsyncOpenAI` client, one SSE frame per delta.\n"
         "- **Client** (`bench/client.py`): one asyncio process; SSE read from raw sockets, timestamped as each read "
         "returns. Added latency = receive time − emission time, per token even when frames carry several.\n"
+        "- **Live Markdown** (`bench/live_markdown.py`): in a process of its own, each token of a long Markdown answer "
+        "(sections of a heading, paragraphs with inline markup, a list, a code block, a table or a quote; split as a "
+        "tokenizer splits words) and of a 20 KB paragraph through the generation's `LiveMarkdown.feed`, the event "
+        "and its JSON, and the stream view's fragment and frame; process CPU time per token, compared over three "
+        "sections' worth of tokens from token 100 and from token 10,000; bytes of the fragments and of whole SSE "
+        "frames against the final render. The rest of a token's path is the figures above.\n"
         "- **Capacity**: N = 1, 5, 10, 20, 40, ... then bisection; product and baseline levels alternate; a level "
         "passes with p99 under the limit and no failed answer; a failed level is run again before it counts, and "
         "again while the load generator's own event loop lagged (then the machine, not the server, was the limit).\n"

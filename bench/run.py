@@ -40,6 +40,9 @@ a failed level is run again (--confirm, and up to twice more while the load
 generator's own loop lag shows the machine was starved) before it counts: on a
 shared machine a neighbour's burst is not the server's limit.
 Replay: a finished answer of 2,000 events read again from after=0.
+Live Markdown (bench/live_markdown.py, in a process of its own): bytes sent for
+a long Markdown answer and a 20 KB paragraph against their final HTML, and the
+server's CPU per token around token 100 and around token 10,000.
 Answers one at a time (before the levels): server CPU of a 1-token answer and
 what each token adds, without any queueing.
 
@@ -60,6 +63,7 @@ import time
 from pathlib import Path
 
 from bench.client import Browser, RelayClient
+from bench.live_markdown import measure_apart
 from bench.measure import LADDER, Target, find_capacities, measure_costs, measure_replay, run_level, warm_up
 from bench.processes import PASSWORD, USER, Stub, rss_kb, start_servers
 from bench.report import machine, report, write
@@ -145,6 +149,12 @@ async def _main(args, argv: list[str]) -> int:
         print(
             f"  replay of {args.replay_events} events: median {replay.get('median_ms')} ms, max {replay.get('max_ms')} ms, "
             f"{replay.get('frames')} frames {replay.get('errors') or replay.get('error') or ''}",
+            flush=True,
+        )
+        info["live_markdown"] = measure_apart(quick=args.quick)
+        print(
+            "  live Markdown: fragments {fragments_over_final:.2f}× final HTML, CPU per token at 10,000 ÷ at 100 "
+            "{cpu_late_over_early:.2f}".format(**info["live_markdown"]),
             flush=True,
         )
         info["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())

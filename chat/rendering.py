@@ -2,7 +2,9 @@
 
 The same templates serve a page load, a stream's events and admin review, so an
 answer looks the same however it is reached. Every piece of model or tool output
-is escaped (live text, tool cards) or rendered as sanitised Markdown (finished text).
+is escaped (tool cards, text not yet rendered) or rendered as sanitised Markdown.
+An answer still streaming is its settled blocks and its open part, built from
+the stored text exactly as its events build them (chat/live_markdown.py).
 """
 
 import functools
@@ -15,6 +17,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from chat import events
+from chat.live_markdown import LiveMarkdown
 from chat.markdown import render_markdown
 from chat.models import Message, Status, ToolCall
 from chat.storable import storable
@@ -26,9 +29,26 @@ def escape_text(text: str) -> str:
     return html.escape(text).replace("\r", "&#13;")
 
 
-def text_fragment(text: str) -> str:
-    """Live text: a span per delta keeps leading spaces and stays inert."""
-    return f"<span>{escape_text(text)}</span>"
+def open_part_html(message_id: int, parts: tuple[str, str, str] | list[str], *, oob: bool = False) -> str:
+    """The open part of a streaming answer: rendered up to its cut, then the
+    text after the cut, escaped, in the element that text deltas append to."""
+    before, raw, after = parts
+    swap = ' hx-swap-oob="true"' if oob else ""
+    return (
+        f'<div class="md-open" id="msg-{message_id}-open"{swap}>{before}'
+        f'<span class="md-raw" id="msg-{message_id}-raw">{escape_text(raw)}</span>{after}</div>'
+    )
+
+
+def text_delta_fragment(message_id: int, data: dict) -> str:
+    """A text delta as the page takes it: its escaped text, appended to the open
+    part (most deltas); or, when it moved a cut, the blocks it settled appended
+    once and the open part replaced, both out of band."""
+    if "open" not in data:
+        return escape_text(data.get("text", ""))
+    settled = data.get("settled", "")
+    appended = f'<div hx-swap-oob="beforeend:#msg-{message_id}-settled">{settled}</div>' if settled else ""
+    return appended + open_part_html(message_id, data["open"], oob=True)
 
 
 def terminal_event_type(status: str) -> str:
@@ -89,10 +109,11 @@ def event_fragment(message_id: int, event: events.Event) -> str:
     answer, rendered by the generation or from the stored message)."""
     data = event.data
     if event.type == events.TEXT_DELTA:
-        return text_fragment(data.get("text", ""))
+        return text_delta_fragment(message_id, data)
     if event.type == events.TOOL_START:
+        # The text before the card is settled with it, and the open part starts afresh.
         card = ToolCard(message_id, data["call_id"], data["name"], data.get("arguments", ""), ToolCall.State.RUNNING)
-        return tool_card_html(card)
+        return data.get("settled", "") + tool_card_html(card) + open_part_html(message_id, ("", "", ""), oob=True)
     if event.type == events.TOOL_RESULT:
         state = ToolCall.State.ERROR if "error" in data else ToolCall.State.OK
         card = ToolCard(
@@ -110,8 +131,19 @@ def event_fragment(message_id: int, event: events.Event) -> str:
 
 
 def message_segments(message: Message, tool_calls: list[ToolCall]) -> list[dict]:
-    """Text and tool cards in the order they happened. While streaming, the text is
-    shown escaped as it will keep arriving; once finished, as Markdown."""
+    """Text and tool cards in the order they happened, as Markdown (a streaming
+    answer's open part as it stands)."""
+    segments, live = _segments(message, tool_calls)
+    if live is not None:
+        before, raw, after = live.open_parts
+        segments.append({"kind": "text", "html": live.settled_html + before + escape_text(raw) + after})
+    return segments
+
+
+def _segments(message: Message, tool_calls: list[ToolCall]) -> tuple[list[dict], LiveMarkdown | None]:
+    """Text and tool cards in the order they happened. The text after the last
+    card of a streaming answer is still growing: it comes apart, as the stream
+    builds it."""
     upto = message.last_seq
     visible = [c for c in tool_calls if c.start_seq <= upto]
     segments: list[dict] = []
@@ -120,18 +152,20 @@ def message_segments(message: Message, tool_calls: list[ToolCall]) -> list[dict]
     for call in visible:
         offset = min(call.text_offset, len(content))
         if offset > position:
-            segments.append(_text_segment(message, content[position:offset]))
+            segments.append({"kind": "text", "html": _markdown(content[position:offset])})
             position = offset
         segments.append({"kind": "tool", "card": ToolCard.from_row(call, upto_seq=upto)})
-    if position < len(content):
-        segments.append(_text_segment(message, content[position:]))
-    return segments
-
-
-def _text_segment(message: Message, text: str) -> dict:
     if message.is_streaming:
-        return {"kind": "text", "html": text_fragment(text), "live": True}
-    return {"kind": "text", "html": _markdown(text), "live": False}
+        return segments, LiveMarkdown(content[position:])
+    if position < len(content):
+        segments.append({"kind": "text", "html": _markdown(content[position:])})
+    return segments, None
+
+
+def growing_text(content: str, tool_calls: list[ToolCall]) -> str:
+    """The text after an answer's last tool card: where a Continue goes on."""
+    offsets = [min(c.text_offset, len(content)) for c in tool_calls]
+    return content[max(offsets, default=0) :]
 
 
 @functools.lru_cache(maxsize=64)
@@ -151,9 +185,13 @@ def message_context(message: Message, tool_calls: list[ToolCall] | None = None) 
         # Only events up to last_seq are shown: an answer with none has no cards.
         tool_calls = list(message.tool_calls.all()) if message.last_seq else []
     args = [message.conversation_id, message.pk]
+    segments, live = _segments(message, tool_calls)
+    if live is not None:
+        segments.append({"kind": "text", "html": live.settled_html})
     return {
         "m": message,
-        "segments": message_segments(message, tool_calls),
+        "segments": segments,
+        "open_html": open_part_html(message.pk, live.open_parts) if live is not None else "",
         "user_text": "",
         "stream_url": reverse("chat-stream", args=args) + f"?after={message.last_seq}",
         "stop_url": reverse("chat-stop", args=args),

@@ -31,9 +31,10 @@ from chat.eventlog import EventLog, get_event_log
 from chat.events import ERROR as sse_error
 from chat.events import TEXT_DELTA, Event
 from chat.generation.liveness import interrupt_if_stale
+from chat.live_markdown import merged
 from chat.models import Message, Status
 from chat.ownership import aanswer_for
-from chat.rendering import event_fragment, render_message, terminal_event_type, text_fragment
+from chat.rendering import event_fragment, render_message, terminal_event_type
 from chat.serving.login import login_required
 
 logger = logging.getLogger("chat.stream")
@@ -217,7 +218,7 @@ async def answer_events(message: Message, cursor: int) -> AsyncIterator[str]:
 def _coalesced(batch: list[Event]) -> Iterator[Event]:
     """A reader far behind (a reconnect to a long answer, a slow client) gets the
     text deltas that waited together as one event with the id of the last: the
-    same text, one swap in the page instead of hundreds."""
+    same text and blocks, one swap in the page instead of hundreds."""
     run: list[Event] = []
     for event in batch:
         if event.type == TEXT_DELTA:
@@ -234,12 +235,10 @@ def _coalesced(batch: list[Event]) -> Iterator[Event]:
 def _joined(run: list[Event]) -> Event:
     if len(run) == 1:
         return run[0]
-    return Event(run[-1].seq, TEXT_DELTA, {"text": "".join(e.data.get("text", "") for e in run)})
+    return Event(run[-1].seq, TEXT_DELTA, merged([e.data for e in run]))
 
 
 def _event_frame(message_id: int, event: Event) -> str:
-    if event.type == TEXT_DELTA:
-        return sse.frame(TEXT_DELTA, text_fragment(event.data.get("text", "")), id=event.seq)
     return sse.frame(event.type, event_fragment(message_id, event), id=event.seq)
 
 

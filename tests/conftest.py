@@ -13,8 +13,12 @@ from django.db import connections
 from django.test import AsyncClient, Client
 
 from chat import generation
+from chat.live_markdown import LiveMarkdown
+from chat.markdown import render_markdown
 from chat.models import Conversation, Message
+from chat.rendering import escape_text
 from tests.live import LiveServer
+from tests.live_page import LivePage
 from tests.openai_stub import OpenAIStub
 from tests.sse_client import Frame, parse
 
@@ -159,8 +163,23 @@ async def read_stream(client: AsyncClient, message: Message, *, after: int | Non
 
 
 def texts(frames: list[Frame]) -> str:
-    """The answer text carried by text_delta frames, unescaped as a browser would."""
-    import html
-    import re
+    """The answer text the page shows from text_delta and tool_start frames, as a
+    browser builds it (tests/live_page.py), without tags and unescaped. For text
+    that Markdown leaves alone, the text as written."""
+    return LivePage.from_frames(frames).text()
 
-    return "".join(html.unescape(re.sub(r"</?span>", "", f.data)) for f in frames if f.event == "text_delta")
+
+def live_page(*stretches: str) -> LivePage:
+    """The body a page rendered from an answer's text shows while the answer
+    streams, `stretches` being its text with a tool card after each but the last
+    (without the cards)."""
+    *closed, growing = stretches
+    live = LiveMarkdown(growing)
+    settled = "".join(render_markdown(s) for s in closed) + live.settled_html
+    before, raw, after = live.open_parts
+    return LivePage(settled, before, escape_text(raw), after, settled_text=settled)
+
+
+def shown(*stretches: str) -> str:
+    """What `texts` gives for frames that carry `stretches` (see `live_page`)."""
+    return live_page(*stretches).text()

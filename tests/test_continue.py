@@ -9,12 +9,14 @@ import pytest
 from django.utils import timezone
 
 from chat.models import Generation, Message
-from tests.conftest import HTMX, finished, read_stream, send, texts
+from tests.conftest import HTMX, finished, live_page, read_stream, send
+from tests.live_page import LivePage
 from tests.openai_stub import Status, Stream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast")]
 
 SLOW = [f"w{i} " for i in range(60)]
+REST = "and the rest, **in bold**, with words enough to move a cut.\n\n- a list\n- of two\n\nDone."
 
 
 async def _continue(client, message: Message, reply: str, stub) -> Message:
@@ -26,8 +28,14 @@ async def _continue(client, message: Message, reply: str, stub) -> Message:
     # Resume where the returned fragment says, as the page does.
     cursor = int(re.search(r"after=(\d+)", page).group(1))
     frames = await read_stream(client, message, after=cursor)
-    assert texts(frames) == reply
-    return await finished(message.pk)
+    # The fragment's body (the earlier text, rendered) and the frames after it
+    # build the body of the whole text: the generation went on from the same state.
+    body = LivePage.from_page(page, message.pk)
+    for frame in frames:
+        body.apply(frame)
+    done = await finished(message.pk)
+    assert body.html() == live_page(done.content).html()
+    return done
 
 
 async def _some_text_stored(message: Message, timeout: float = 10) -> None:
@@ -92,8 +100,8 @@ async def test_continue_appends_to_the_same_message(kind, stub, alice_async, con
     assert (message.status, message.stop_reason) == expected
     partial = message.content
     assert partial
-    done = await _continue(alice_async, message, "and the rest.", stub)
-    assert done.content == partial + "and the rest."
+    done = await _continue(alice_async, message, REST, stub)
+    assert done.content == partial + REST
     assert done.status == "complete" and done.stop_reason == ""
     offsets = [g.text_offset async for g in Generation.objects.filter(message=message).order_by("id")]
     assert offsets[-1] == len(partial)

@@ -27,7 +27,7 @@ from tests.openai_stub import Stream
 from tests.sse_client import Frame
 from tests.test_live_resume import (
     WORDS,
-    _page_text_and_cursor,
+    _page_body_and_cursor,
     assert_interrupted_then_continued,
 )
 
@@ -233,11 +233,13 @@ def test_a_redis_restart_mid_answer_loses_no_text_and_the_next_prompt_streams(st
         assert ANSWER.startswith(texts(frames))
         # A reload during the rest of the answer shows the stored text and follows
         # the answer to its end: nothing missing, nothing twice.
-        shown, cursor = _page_text_and_cursor(elsewhere.page(conversation_id), message_id)
-        assert ANSWER.startswith(shown)
+        page, cursor = _page_body_and_cursor(elsewhere.page(conversation_id), message_id)
+        assert ANSWER.startswith(page.text())
         rest = list(elsewhere.frames(conversation_id, message_id, after=cursor))
         assert rest[-1].event == "done"
-        assert ANSWER.startswith(shown + texts(rest))
+        for frame in rest:
+            page.apply(frame)
+        assert ANSWER.startswith(page.text())
         assert ANSWER.strip() in rest[-1].data
 
         # The generating worker stored every character and finished the answer.

@@ -14,7 +14,7 @@ import pytest
 from django.utils import timezone
 
 from chat.models import Conversation, Generation, Message
-from tests.conftest import HTMX, finished, read_stream, send, texts
+from tests.conftest import HTMX, finished, read_stream, send, shown, texts
 from tests.openai_stub import Stream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast")]
@@ -258,10 +258,10 @@ async def test_an_answer_stops_at_the_length_limit(stub, alice_async, conversati
     assert (stored.status, stored.stop_reason) == ("stopped", "answer_limit")
     assert stored.content == produced[:100]
     assert len(stored.content) == 100
-    assert texts(frames) == stored.content
+    assert texts(frames) == shown(stored.content)
     assert frames[-1].event == "done"
-    shown = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", frames[-1].data)).split())
-    assert "Stopped:" in shown and "length limit" in shown
+    final = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", frames[-1].data)).split())
+    assert "Stopped:" in final and "length limit" in final
 
 
 async def test_an_answer_exactly_at_the_limit_is_complete(stub, alice_async, conversation, settings):

@@ -2,13 +2,13 @@
 second tab, Stop reaching the provider. (A crash followed by Continue:
 tests/test_faults_workers.py.)"""
 
-import html
 import re
 
 import pytest
 
-from tests.conftest import texts
+from tests.conftest import live_page, shown, texts
 from tests.live import Browserless
+from tests.live_page import LivePage
 from tests.openai_stub import Stream
 from tests.waiting import wait_until
 
@@ -22,13 +22,11 @@ def live(live_server_factory):
     return live_server_factory()
 
 
-def _page_text_and_cursor(page: str, message_id: int) -> tuple[str, int]:
+def _page_body_and_cursor(page: str, message_id: int) -> tuple[LivePage, int]:
     """What a reloaded page shows of a streaming answer, and where its stream resumes."""
     article = re.search(rf'<article[^>]*id="msg-{message_id}".*?</article>', page, re.S).group(0)
-    body = re.search(r'<div class="msg-body live"[^>]*>(.*?)</div>\s*<div hidden', article, re.S).group(1)
-    text = html.unescape(re.sub(r"</?span>", "", body))
     cursor = int(re.search(r'sse-connect="[^"]*\?after=(\d+)"', article).group(1))
-    return text, cursor
+    return LivePage.from_page(article, message_id), cursor
 
 
 def assert_interrupted_then_continued(viewer, server, conversation_id, message_id, partial, stub) -> None:
@@ -49,7 +47,11 @@ def assert_interrupted_then_continued(viewer, server, conversation_id, message_i
     cursor = int(re.search(r"after=(\d+)", response.text).group(1))
     rest = list(viewer.frames(conversation_id, message_id, after=cursor))
     assert rest[-1].event == "done"
-    assert texts(rest) == remainder
+    # The fragment shows the stored text, the frames go on from it to the whole answer.
+    page = LivePage.from_page(response.text, message_id)
+    for frame in rest:
+        page.apply(frame)
+    assert page.html() == live_page("".join(WORDS)).html()
     stored = server.message(message_id)
     assert (stored["status"], stored["content"]) == ("complete", "".join(WORDS))
 
@@ -77,17 +79,21 @@ def test_reload_mid_answer_resumes_exactly(live, openai_stub_server):
     # The browser reconnects with its cursor: the rest, nothing twice.
     after = list(alice.frames(conversation_id, message_id, after=15))
     assert after[-1].event == "done"
-    assert texts(before) + texts(after) == "".join(WORDS)
+    assert texts(before + after) == shown("".join(WORDS))
 
     # A reload: the page shows what is stored, its stream continues from there.
     openai_stub_server.script(Stream(WORDS, delay=0.02))
     conversation_id, message_id = alice.new_conversation("Count again")
     list(alice.frames(conversation_id, message_id, limit=20))
     wait_until(lambda: live.message(message_id)["content"], message="no text reached the database")
-    shown, cursor = _page_text_and_cursor(alice.page(conversation_id), message_id)
-    assert cursor > 0 and shown
+    page, cursor = _page_body_and_cursor(alice.page(conversation_id), message_id)
+    assert cursor > 0 and page.text()
     rest = list(alice.frames(conversation_id, message_id, after=cursor))
-    assert shown + texts(rest) == "".join(WORDS)
+    for frame in rest:
+        page.apply(frame)
+    # The page at its cursor and the events after it build the body the whole
+    # text builds: the same HTML, not only the same words.
+    assert page.html() == live_page("".join(WORDS)).html()
     assert live.message(message_id)["content"] == "".join(WORDS)
 
 
@@ -99,7 +105,8 @@ def test_a_second_tab_follows_the_same_answer(live, openai_stub_server):
     first = list(alice.frames(conversation_id, message_id))
     second = list(second_tab.frames(conversation_id, message_id))
     assert [f.id for f in first] == [f.id for f in second]
-    assert texts(first) == texts(second) == "".join(WORDS[:30])
+    assert LivePage.from_frames(first).html() == LivePage.from_frames(second).html()
+    assert texts(first) == shown("".join(WORDS[:30]))
 
 
 def test_stop_closes_the_provider_stream_and_keeps_the_partial(live, openai_stub_server):

@@ -17,12 +17,12 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx2
 import pytest
 
-from tests.conftest import LIVE_USERS, texts
+from tests.conftest import LIVE_USERS, live_page, texts
 from tests.live import Browserless, LiveServer, RedisServer
 from tests.openai_stub import Stream
 from tests.test_live_resume import (
     WORDS,
-    _page_text_and_cursor,
+    _page_body_and_cursor,
     assert_stopped_keeping_what_was_shown,
 )
 from tests.waiting import wait_until
@@ -143,12 +143,14 @@ def test_a_reload_on_the_other_worker_resumes_exactly(workers, openai_stub_serve
     alice, conversation_id, message_id = _half_written_on(first, openai_stub_server)
 
     elsewhere = alice.use(second.url)
-    shown, cursor = _page_text_and_cursor(elsewhere.page(conversation_id), message_id)
-    assert cursor > 0 and shown
+    page, cursor = _page_body_and_cursor(elsewhere.page(conversation_id), message_id)
+    assert cursor > 0 and page.text()
     rest = list(elsewhere.frames(conversation_id, message_id, after=cursor))
     assert rest[-1].event == "done", rest[-1].data
     assert [int(f.id) for f in rest] == list(range(cursor + 1, len(WORDS) + 2))
-    assert shown + texts(rest) == "".join(WORDS)
+    for frame in rest:
+        page.apply(frame)
+    assert page.html() == live_page("".join(WORDS)).html()
     assert second.message(message_id)["content"] == "".join(WORDS)
 
 

@@ -15,7 +15,7 @@ from chat import stream
 from chat.eventlog import get_event_log
 from chat.generation import recorder
 from chat.models import Conversation, Generation, Message
-from tests.conftest import finished, read_stream, send, texts
+from tests.conftest import finished, read_stream, send, shown, texts
 from tests.openai_stub import Stream
 from tests.sse_client import parse
 from tests.test_tool_calls import calculator_round
@@ -32,7 +32,7 @@ async def test_it_streams_frames_in_order_with_ids(stub, alice_async, conversati
     frames = await read_stream(alice_async, message)
     assert [f.event for f in frames] == ["text_delta"] * len(PARTS) + ["done"]
     assert [int(f.id) for f in frames] == list(range(1, len(PARTS) + 2))
-    assert texts(frames) == "".join(PARTS)
+    assert texts(frames) == shown("".join(PARTS))
     # The final frame carries the answer rendered as Markdown.
     assert "<li>one</li>" in frames[-1].data
     stored = await finished(message.pk)
@@ -233,7 +233,8 @@ async def test_a_long_backlog_arrives_with_its_text_joined_and_resumes_exactly(s
     stored = await finished(message.pk)
     frames = await read_stream(alice_async, message, after=0)
     assert [f.event for f in frames] == ["text_delta", "done"]
-    assert texts(frames) == "".join(parts) == stored.content
+    assert stored.content == "".join(parts)
+    assert texts(frames) == shown(stored.content)
     assert int(frames[0].id) == len(parts)
     # A short backlog keeps one frame per event.
     tail = await read_stream(alice_async, message, after=len(parts) - 3)

@@ -3,13 +3,17 @@ fed back to the model, shown live and stored in order."""
 
 import asyncio
 import json
+import re
 
 import pytest
+from asgiref.sync import sync_to_async
 
-from chat.models import Message, ToolCall
+from chat.models import Message, Status, ToolCall
+from chat.rendering import render_message
 from chat.tools import registry
 from chat.tools.registry import Tool
-from tests.conftest import HTMX, finished, read_stream, send, texts
+from tests.conftest import HTMX, finished, read_stream, send, shown, texts
+from tests.live_page import LivePage
 from tests.openai_stub import Stream, ToolCallPart
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast")]
@@ -37,7 +41,7 @@ async def test_a_streamed_tool_call_runs_and_its_result_goes_back_to_the_model(s
     assert [f.event for f in frames] == ["text_delta", "tool_start", "tool_result", "text_delta", "text_delta", "done"]
     assert "calculator" in frames[1].data and "2 + 2 * 3" in frames[1].data and "running" in frames[1].data
     assert ">8</pre>" in frames[2].data and 'hx-swap-oob="outerHTML"' in frames[2].data
-    assert texts(frames) == "Let me compute. The answer is 8."
+    assert texts(frames) == shown("Let me compute. ", "The answer is 8.")
 
     stored = await finished(message.pk)
     assert stored.content == "Let me compute. The answer is 8."
@@ -201,3 +205,28 @@ async def test_a_cursor_inside_a_tool_call_resumes_with_its_result(stub, alice_a
     frames = await read_stream(alice_async, message, after=int(start.id))
     assert [f.event for f in frames] == ["tool_result", "text_delta", "done"]
     assert [f.id for f in frames] == [f.id for f in everything[int(start.id) :]]
+
+
+async def test_the_stream_builds_the_page_rendered_at_its_last_event_tool_cards_in_place(stub, alice_async, conversation):
+    stub.script(
+        Stream(
+            ["Let me **compute**", " it:\n\n- first\n", "- sec", "ond", *calculator_round("2 + 2 * 3")],
+            finish_reason="tool_calls",
+        ),
+        Stream(["The answer is **8**.\n\n", "```\n2 + 2 * 3\n```\n", "Done."]),
+    )
+    message = await send(alice_async, conversation, "What is 2 + 2 * 3?")
+    frames = await read_stream(alice_async, message)
+    stored = await finished(message.pk)
+    calls = [c async for c in ToolCall.objects.filter(message=stored).order_by("start_seq")]
+    # The page a reload would have shown just before `done`: the same text and
+    # cards, the answer still streaming at its last event.
+    stored.status, stored.last_seq = Status.STREAMING, stored.last_seq - 1
+    page = LivePage.from_page(await sync_to_async(render_message)(stored, tool_calls=calls), stored.pk)
+    built = LivePage.from_frames(frames)
+    # (The event's duration and the stored one are measured apart.)
+    assert re.sub(r"in \d+ ms", "", built.html()) == re.sub(r"in \d+ ms", "", page.html())
+    # The text before the card settled with it, rendered; the card sits between blocks.
+    assert built.settled.index("<strong>compute</strong>") < built.settled.index("<li>second</li>")
+    assert built.settled.index("<li>second</li>") < built.settled.index('class="tool-card tool-ok"')
+    assert built.settled.index('class="tool-card tool-ok"') < built.settled.index("<strong>8</strong>")

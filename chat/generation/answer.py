@@ -3,7 +3,8 @@
 model reply ─► text_delta events, tool calls ─► tool_start / run / tool_result ─►
 model again ... until a text answer, then done (or error). The parts:
 - the model's replies are read by chat/provider/reply.py;
-- every event is numbered and published by `Publisher`;
+- every event is numbered and published by `Publisher`, text deltas with their
+  Markdown rendered once for every viewer (chat/live_markdown.py);
 - the text reaches the database in batches through `Recorder`;
 - tools run in `ToolCalls`;
 - the end is stored and rendered by chat/generation/ending.py.
@@ -25,10 +26,12 @@ from chat.generation.ending import UNSTORABLE, AttemptEnd, MessageGone, Outcome,
 from chat.generation.publisher import Publisher
 from chat.generation.recorder import Recorder
 from chat.generation.tool_calls import ToolCalls
+from chat.live_markdown import LiveMarkdown
 from chat.models import Generation, Message, Status, StopReason
 from chat.provider.client import FILTERED
 from chat.provider.prompt import build_messages, load_history
 from chat.provider.reply import OutputLimit, ProviderFailure, Reply, read_reply, request_body
+from chat.rendering import growing_text
 from chat.serving import collector
 from chat.storable import LARGEST_COUNT, reason, refused, storable
 from chat.tools import all_tools
@@ -56,7 +59,10 @@ class Answer:
         self.log = get_event_log()
         self.publisher = Publisher(self.log, self.message_id, self.message.last_seq)
         self.recorder = Recorder(self.message)
-        self.tools = ToolCalls(self.message, self.publisher, self.recorder, [])
+        # The text after the last tool card, as the page shows it (a Continue's
+        # earlier text is fed in once the tool calls are known).
+        self.live = LiveMarkdown()
+        self.tools = ToolCalls(self.message, self.publisher, self.recorder, self.live, [])
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.started = time.monotonic()
@@ -78,6 +84,7 @@ class Answer:
         try:
             if self.earlier is None:
                 messages = await sync_to_async(self._request_from_history)()
+                self.live.feed(growing_text(self.message.content, self.tools.rows))
             else:
                 # Known to the caller: a new answer, so no tool calls of its own yet.
                 messages = build_messages(self.message, self.earlier, {})
@@ -190,10 +197,13 @@ class Answer:
         room = settings.CHAT_MAX_ANSWER_CHARS - self.recorder.length
         if len(text) > room:
             if room > 0:
-                event = await self.publisher.publish(events.TEXT_DELTA, {"text": text[:room]})
-                self.recorder.add_text(text[:room], event.seq)
+                await self._publish_text(text[:room])
             raise AnswerTooLong
-        event = await self.publisher.publish(events.TEXT_DELTA, {"text": text})
+        await self._publish_text(text)
+
+    async def _publish_text(self, text: str) -> None:
+        update = self.live.feed(text)
+        event = await self.publisher.publish(events.TEXT_DELTA, {"text": text, **update.as_data()})
         self.recorder.add_text(text, event.seq)
 
     # The end.

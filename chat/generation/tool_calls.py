@@ -14,6 +14,7 @@ from django.utils import timezone
 from chat import events
 from chat.generation.publisher import Publisher
 from chat.generation.recorder import Recorder
+from chat.live_markdown import LiveMarkdown
 from chat.models import Message, ToolCall
 from chat.provider.reply import PendingCall, Reply
 from chat.storable import storable
@@ -27,10 +28,14 @@ UNFINISHED_TOOL = "The answer ended before the tool finished."
 class ToolCalls:
     """The tool calls of one answer, earlier attempts' first, as the page shows them."""
 
-    def __init__(self, message: Message, publisher: Publisher, recorder: Recorder, rows: list[ToolCall]) -> None:
+    def __init__(
+        self, message: Message, publisher: Publisher, recorder: Recorder, live: LiveMarkdown, rows: list[ToolCall]
+    ) -> None:
         self.message = message
         self.publisher = publisher
         self.recorder = recorder
+        # A card ends the text before it: its open part is settled with the card.
+        self.live = live
         self.rows = rows
         # This attempt started one (and may have left it running).
         self.started = False
@@ -78,7 +83,8 @@ class ToolCalls:
             )
             self.rows.append(row)
             event = await self.publisher.publish_in_turn(
-                events.TOOL_START, {"call_id": row.call_id, "name": row.name, "arguments": row.arguments}
+                events.TOOL_START,
+                {"call_id": row.call_id, "name": row.name, "arguments": row.arguments, "settled": self.live.close()},
             )
         self.recorder.advance(event.seq)
         return row

@@ -187,7 +187,8 @@
   }, true);
 
   function decorate(root) {
-    root.querySelectorAll(".msg-body:not(.live) .highlight, .msg-body:not(.live) pre:not(.tool-result):not(.tool-args pre)").forEach(function (block) {
+    // A streaming answer's code block can be copied once it is closed (highlighted and settled).
+    root.querySelectorAll(".msg-body:not(.live) .highlight, .md-settled .highlight, .msg-body:not(.live) pre:not(.tool-result):not(.tool-args pre)").forEach(function (block) {
       if (block.closest(".tool-card")) return;
       var box = block.classList.contains("highlight") ? block : block.parentElement.classList.contains("highlight") ? null : block;
       if (!box || box.querySelector(".copy-code") || box.parentElement.querySelector(":scope > .copy-code")) return;
