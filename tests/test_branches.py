@@ -12,7 +12,7 @@ import pytest
 from django.test import AsyncClient
 
 from chat.models import Conversation, Generation, Message
-from tests.conftest import HTMX, finished, read_stream, send, texts
+from tests.conftest import HTMX, finished, read_stream, texts
 from tests.openai_stub import Stream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast")]
@@ -124,7 +124,9 @@ async def test_edit_and_retry_keep_everything_and_the_pager_switches_to_the_rest
     assert response["HX-Retarget"] == "#messages"
     assert _shown(response.content.decode()) == [first.pk, one.pk, two.parent_id, two.pk, three.parent_id, three.pk]
     # The composer's next prompt follows the end of the branch now on screen.
-    assert f'id="composer-after" value="{three.pk}" hx-swap-oob="true"' in response.content.decode()
+    assert f'name="after" value="{three.pk}" hx-swap-oob="outerHTML:#composer input[name=after]"' in (
+        response.content.decode()
+    )
     page = await _page(alice_async, conversation)
     assert _shown(page) == [first.pk, one.pk, two.parent_id, two.pk, three.parent_id, three.pk]
     assert _pagers(page) == ["1/2"]
