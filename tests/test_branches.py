@@ -9,6 +9,7 @@ another tab or device.
 import re
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
 from chat.models import Conversation, Generation, Message
@@ -264,3 +265,54 @@ async def test_one_answer_at_a_time_in_a_conversation_whatever_its_branch(stub, 
         assert response.status_code == 409, url
     await _post(alice_async, f"/c/{conversation.pk}/m/{hanging.pk}/stop/")
     assert (await finished(hanging.pk)).status == "stopped"
+
+
+async def test_a_search_result_on_another_branch_opens_that_branch(stub, alice, alice_async, conversation):
+    from chat.tools.search import search
+
+    one = await _say(alice_async, stub, conversation, "first", "about zebras")
+    await _retry(alice_async, stub, one, "about lions")
+    other = await Conversation.objects.acreate(owner=alice, title="Elsewhere")
+    [result] = await sync_to_async(search)(alice.pk, "zebras", exclude_conversation=other.pk)
+    assert result["link"] == f"/c/{conversation.pk}/?at={one.pk}#msg-{one.pk}"
+    page = (await alice_async.get(result["link"].split("#")[0])).content.decode()
+    assert _shown(page) == [one.parent_id, one.pk]
+    # Only shown: the branch kept for every tab is still the one last chosen.
+    assert _shown(await _page(alice_async, conversation))[-1] != one.pk
+
+
+def _exchanges(conversation: Conversation, count: int) -> None:
+    """`count` exchanges, each answer with a regenerated sibling beside it."""
+    parent = None
+    for i in range(count):
+        prompt = Message.objects.create(conversation=conversation, role="user", content=f"q{i}", parent=parent)
+        Message.objects.create(conversation=conversation, role="assistant", content=f"old a{i}", parent=prompt)
+        parent = Message.objects.create(conversation=conversation, role="assistant", content=f"a{i}", parent=prompt)
+    conversation.active_leaf = parent
+    conversation.save()
+
+
+@pytest.mark.django_db
+def test_the_page_reads_a_branch_in_the_same_queries_whatever_its_length(alice, alice_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = []
+    for length in (2, 40):
+        conversation = Conversation.objects.create(owner=alice, title=f"{length} exchanges")
+        _exchanges(conversation, length)
+        with CaptureQueriesContext(connection) as queries:
+            page = alice_client.get(f"/c/{conversation.pk}/").content.decode()
+        assert len(_shown(page)) == 2 * length
+        assert _pagers(page) == ["2/2"] * length
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
+
+
+@pytest.mark.django_db
+def test_deleting_a_conversation_deletes_every_branch(alice, alice_client):
+    conversation = Conversation.objects.create(owner=alice, title="tree")
+    _exchanges(conversation, 3)
+    response = alice_client.post(f"/c/{conversation.pk}/delete/")
+    assert response.status_code == 302
+    assert not Message.objects.exists()
