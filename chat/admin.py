@@ -197,7 +197,7 @@ class ReviewAdmin(admin.ModelAdmin):
         self.message_user(request, f"Marked {count} reviewed.")
 
 
-# The transcript: the conversation as its user saw it.
+# The transcript: the conversation as its user saw it, every branch of it.
 
 
 def _answer_parts(message: Message, calls: list[ToolCall], generations: list[Generation]) -> list[dict]:
@@ -243,7 +243,7 @@ def _feedback_of(message: Message) -> Feedback | None:
         return None
 
 
-def _entry(message: Message) -> dict:
+def _entry(message: Message, *, on_branch: bool = True, alternative: tuple[int, int] | None = None) -> dict:
     calls = list(message.tool_calls.all())
     generations = list(message.generations.all())
     is_answer = message.role == Message.Role.ASSISTANT
@@ -252,8 +252,35 @@ def _entry(message: Message) -> dict:
         "parts": _answer_parts(message, calls, generations) if is_answer else [],
         "generations": generations,
         "feedback": _feedback_of(message),
-        "superseded": message.superseded_by_id is not None,
+        "on_branch": on_branch,
+        "alternative": alternative,
     }
+
+
+def _tree_entries(messages: list[Message], active_leaf_id: int | None) -> list[dict]:
+    """Every message of a conversation, each branch in full: depth first, the
+    alternatives at each point in the order they were written. Each is marked
+    with its place among its alternatives, and whether it is on the branch the
+    user has on screen (the path to the active leaf)."""
+    by_id = {m.pk: m for m in messages}
+    children: dict[int | None, list[Message]] = {}
+    for m in messages:
+        # A parent missing from the list cannot happen but must not hide a message.
+        children.setdefault(m.parent_id if m.parent_id in by_id else None, []).append(m)
+    on_branch = set()
+    at = active_leaf_id if active_leaf_id in by_id else None
+    while at is not None:
+        on_branch.add(at)
+        at = by_id[at].parent_id
+    entries = []
+    stack = list(reversed(children.get(None, [])))
+    while stack:
+        m = stack.pop()
+        siblings = children[m.parent_id if m.parent_id in by_id else None]
+        place = (siblings.index(m) + 1, len(siblings)) if len(siblings) > 1 else None
+        entries.append(_entry(m, on_branch=m.pk in on_branch, alternative=place))
+        stack.extend(reversed(children.get(m.pk, [])))
+    return entries
 
 
 def _messages_for_review() -> QuerySet[Message]:
@@ -339,9 +366,9 @@ class ConversationAdmin(ReviewAdmin):
 
     @admin.display(description="transcript")
     def transcript(self, obj: Conversation) -> str:
-        messages = list(_messages_for_review().filter(conversation=obj))
+        messages = list(_messages_for_review().filter(conversation=obj).order_by("id"))
         return render_to_string(
-            "admin/chat/conversation_transcript.html", {"entries": [_entry(m) for m in messages]}
+            "admin/chat/conversation_transcript.html", {"entries": _tree_entries(messages, obj.active_leaf_id)}
         )
 
     @admin.action(permissions=["view"], description="Export selected as JSON")
@@ -404,13 +431,13 @@ class MessageAdmin(ReviewAdmin):
         "completion_tokens",
         "timing",
         "created_at",
-        "superseded_by",
+        "parent",
         "rendered",
         "reviewed_by",
         "reviewed_at",
     ]
     fieldsets = [
-        (None, {"fields": ["conversation", "role", "status", "stop_reason", "model", "superseded_by"]}),
+        (None, {"fields": ["conversation", "role", "status", "stop_reason", "model", "parent"]}),
         ("Usage", {"fields": ["prompt_tokens", "completion_tokens", "created_at", "timing"]}),
         ReviewAdmin.review_fieldset,
         ("Content", {"fields": ["rendered"], "classes": ["wide"]}),

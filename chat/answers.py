@@ -1,4 +1,4 @@
-"""Starting answers: a new prompt, Continue and Retry.
+"""Starting answers: a new prompt, an edited prompt, Continue and Retry.
 
 Each `store_*` function checks the user's limits and stores what the answer starts
 with, in one transaction, and returns the `Exchange`; `start()` then hands it to a
@@ -19,6 +19,7 @@ from chat.eventlog import get_event_log
 from chat.generation.liveness import stale_before
 from chat.models import Conversation, Generation, Message, Status, StopReason
 from chat.storable import storable
+from chat.tree import leaf_of
 
 logger = logging.getLogger("chat.answers")
 
@@ -111,10 +112,12 @@ def _new_generation(message: Message, *, text_offset: int) -> Generation:
     )
 
 
-def _new_assistant_message(conversation: Conversation) -> Message:
+def _new_assistant_message(conversation: Conversation, prompt: Message) -> Message:
+    """The answer to `prompt`, streaming; it becomes the end of the branch on screen."""
     now = timezone.now()
     message = Message.objects.create(
         conversation=conversation,
+        parent_id=prompt.pk,
         role=Message.Role.ASSISTANT,
         status=Status.STREAMING,
         model=settings.CHAT_MODEL,
@@ -122,6 +125,7 @@ def _new_assistant_message(conversation: Conversation) -> Message:
         heartbeat_at=now,
     )
     message.assume_no_feedback()
+    _show(conversation, message.pk)
     return message
 
 
@@ -130,9 +134,21 @@ def _new_assistant_message(conversation: Conversation) -> Message:
 # before it stored, and a failure leaves no half-stored prompt.
 
 
-def store_prompt(conversation: Conversation, prompt: str) -> Exchange:
-    """A prompt in an existing conversation, and its answer."""
-    return _store_prompt(conversation, conversation.owner_id, clean_prompt(prompt))
+def _refuse_while_answering(conversation_id: int) -> None:
+    """One answer at a time in a conversation, whichever branch it is on: a second
+    click, a Continue and a Retry of the same answer, or a prompt sent while the
+    answer streams, are refused rather than started twice."""
+    streaming = Message.objects.filter(
+        conversation_id=conversation_id, status=Status.STREAMING, heartbeat_at__gte=stale_before()
+    )
+    if streaming.exists():
+        raise Refused("An answer is still being written in this conversation. Wait for it or stop it.", status=409)
+
+
+def store_prompt(conversation: Conversation, prompt: str, after: int | None = None) -> Exchange:
+    """A prompt in an existing conversation, and its answer. It follows the answer
+    `after` (the last one of the branch on the sender's screen), or the active leaf."""
+    return _store_prompt(conversation, conversation.owner_id, clean_prompt(prompt), after=after)
 
 
 def store_new_conversation(owner_id: int, prompt: str) -> Exchange:
@@ -140,30 +156,54 @@ def store_new_conversation(owner_id: int, prompt: str) -> Exchange:
     return _store_prompt(None, owner_id, clean_prompt(prompt))
 
 
+def store_edit(original: Message, prompt: str) -> Exchange:
+    """An edited prompt: a sibling of `original`, and its answer, on a new branch."""
+    return _store_prompt(original.conversation, original.conversation.owner_id, clean_prompt(prompt), edit=original)
+
+
 @transaction.atomic
-def _store_prompt(conversation: Conversation | None, owner_id: int, prompt: str) -> Exchange:
+def _store_prompt(
+    conversation: Conversation | None,
+    owner_id: int,
+    prompt: str,
+    *,
+    after: int | None = None,
+    edit: Message | None = None,
+) -> Exchange:
     _check_rate(owner_id)
     now = timezone.now()
     new = conversation is None
+    parent_id = None
     if new:
         conversation = Conversation.objects.create(owner_id=owner_id, title=_title(prompt), updated_at=now)
     else:
-        if conversation.messages.filter(status=Status.STREAMING, heartbeat_at__gte=stale_before()).exists():
-            raise Refused("An answer is still being written in this conversation. Wait for it or stop it.", status=409)
+        _refuse_while_answering(conversation.pk)
+        parent_id = edit.parent_id if edit is not None else _parent_for_prompt(conversation, after)
         fields = {"updated_at": now}
         if not conversation.messages.filter(role=Message.Role.USER).exists():
             fields["title"] = _title(prompt)
         Conversation.objects.filter(pk=conversation.pk).update(**fields)
-    user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=prompt)
-    assistant = _new_assistant_message(conversation)
+    user_message = Message.objects.create(
+        conversation=conversation, role=Message.Role.USER, content=prompt, parent_id=parent_id
+    )
+    assistant = _new_assistant_message(conversation, user_message)
     return Exchange(
         conversation,
         assistant,
         _new_generation(assistant, text_offset=0),
         prompt=user_message,
-        # A new conversation's history is its prompt: the generation need not read it back.
-        earlier=[user_message] if new else None,
+        # A first prompt's history is itself: the generation need not read it back.
+        earlier=[user_message] if parent_id is None else None,
     )
+
+
+def _parent_for_prompt(conversation: Conversation, after: int | None) -> int | None:
+    """What a new prompt follows: the answer `after`, if it is one of this
+    conversation's (a page sends the end of the branch it shows, so a prompt sent
+    from a tab showing another branch lands in that branch), else the active leaf."""
+    if after is not None and conversation.messages.filter(pk=after, role=Message.Role.ASSISTANT).exists():
+        return after
+    return leaf_of(conversation)
 
 
 def _title(prompt: str) -> str:
@@ -171,26 +211,15 @@ def _title(prompt: str) -> str:
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
 
 
-def _require_latest(message: Message, action: str) -> Message:
-    """The message as stored now, if it is still its conversation's latest answer."""
-    latest = (
-        Message.objects.filter(
-            conversation_id=message.conversation_id, role=Message.Role.ASSISTANT, superseded_by__isnull=True
-        )
-        .order_by("-id")
-        .first()
-    )
-    if latest is None or latest.pk != message.pk:
-        raise Refused(f"Only the latest answer can be {action}.", status=409)
-    return latest
-
-
 @transaction.atomic
 def store_continue(message: Message) -> Exchange:
     """The stopped or interrupted answer, claimed for a generation that goes on
     from its end."""
     _check_rate(message.conversation.owner_id)
-    _require_latest(message, "continued")
+    _refuse_while_answering(message.conversation_id)
+    # Continued text would not fit the prompts that already follow the answer.
+    if message.children.exists():
+        raise Refused("Only the last answer of a branch can be continued.", status=409)
     # Conditional: a double click starts one generation, not two.
     claimed = (
         Message.objects.filter(pk=message.pk, status__in=[Status.STOPPED, Status.ERROR, Status.INTERRUPTED])
@@ -206,6 +235,7 @@ def store_continue(message: Message) -> Exchange:
     if not claimed:
         raise Refused("This answer cannot be continued now.", status=409)
     conversation = message.conversation
+    _show(conversation, message.pk)
     message.refresh_from_db()
     message.conversation = conversation  # refresh_from_db() forgets it
     return Exchange(conversation, message, _new_generation(message, text_offset=len(message.content)))
@@ -213,12 +243,17 @@ def store_continue(message: Message) -> Exchange:
 
 @transaction.atomic
 def store_retry(message: Message) -> Exchange:
-    """A new answer in place of `message`, which it supersedes."""
+    """A new answer to the prompt of `message`: its sibling, on a new branch."""
     _check_rate(message.conversation.owner_id)
     # Checked in the user's turn: a second click, or a Continue of the same
     # answer, has stored what makes this one refused.
-    if _require_latest(message, "retried").is_streaming:
-        raise Refused("Stop the answer before retrying it.", status=409)
-    replacement = _new_assistant_message(message.conversation)
-    Message.objects.filter(pk=message.pk).update(superseded_by=replacement)
-    return Exchange(message.conversation, replacement, _new_generation(replacement, text_offset=0))
+    _refuse_while_answering(message.conversation_id)
+    prompt = Message(pk=message.parent_id, conversation=message.conversation)
+    answer = _new_assistant_message(message.conversation, prompt)
+    return Exchange(message.conversation, answer, _new_generation(answer, text_offset=0))
+
+
+def _show(conversation: Conversation, leaf_id: int) -> None:
+    """Make `leaf_id` the end of the branch on screen, for every tab and device."""
+    Conversation.objects.filter(pk=conversation.pk).update(active_leaf_id=leaf_id)
+    conversation.active_leaf_id = leaf_id

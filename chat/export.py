@@ -2,11 +2,14 @@
 
 JSON is the faithful copy: every stored field of the conversation, its messages,
 their tool calls, generations and feedback, keyed by the field's column name
-(`conversation_id`, `superseded_by_id`), with datetimes in full ISO 8601. The one
+(`conversation_id`, `parent_id`), with datetimes in full ISO 8601. The tree is
+there whole: each message's `parent_id`, each conversation's `active_leaf_id`
+(the end of the branch its user has on screen), every branch's messages. The one
 exception is the provider's own account of a failure (`error_detail`): it may hold
 masked keys, organisation ids and internal host names, and stays in admin.
 
-CSV is for spreadsheets: one row per message. A cell that starts like a formula
+CSV is for spreadsheets: one row per message of every branch, with its
+`parent_id` and whether it is on the branch the user has on screen. A cell that starts like a formula
 (`=`, `+`, `-`, `@`, tab, carriage return) gets a leading `'` so opening the file
 cannot run model or user text as a formula; use the JSON for exact text.
 """
@@ -34,7 +37,8 @@ CSV_COLUMNS = [
     "created_at",
     "first_token_at",
     "finished_at",
-    "superseded_by_id",
+    "parent_id",
+    "on_active_branch",
     "flagged",
     "feedback_rating",
     "error",
@@ -62,7 +66,9 @@ def conversations_as_csv(queryset: QuerySet[Conversation]) -> str:
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for conversation in _with_everything(queryset):
-        for m in conversation.messages.all():
+        messages = list(conversation.messages.all())
+        shown = _active_branch(conversation, messages)
+        for m in messages:
             feedback = _feedback_of(m)
             writer.writerow(
                 [
@@ -79,7 +85,8 @@ def conversations_as_csv(queryset: QuerySet[Conversation]) -> str:
                     _iso(m.created_at),
                     _iso(m.first_token_at),
                     _iso(m.finished_at),
-                    _blank_if_none(m.superseded_by_id),
+                    _blank_if_none(m.parent_id),
+                    int(m.pk in shown),
                     int(m.flagged),
                     "" if feedback is None else feedback.rating,
                     _cell(m.error),
@@ -87,6 +94,16 @@ def conversations_as_csv(queryset: QuerySet[Conversation]) -> str:
                 ]
             )
     return out.getvalue()
+
+
+def _active_branch(conversation: Conversation, messages: list[Message]) -> set[int]:
+    """The ids on the path from the root to the conversation's active leaf."""
+    parents = {m.pk: m.parent_id for m in messages}
+    shown, at = set(), conversation.active_leaf_id
+    while at in parents:
+        shown.add(at)
+        at = parents[at]
+    return shown
 
 
 def _with_everything(queryset: QuerySet[Conversation]) -> QuerySet[Conversation]:

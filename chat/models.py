@@ -25,6 +25,11 @@ class Conversation(Reviewable):
     title = models.CharField(max_length=200, default="New chat")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The last message of the branch on screen. Kept here, not in the browser, so
+    # a reload, a second tab and another device show the same branch.
+    active_leaf = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-updated_at", "-id"]
@@ -88,10 +93,10 @@ class Message(Reviewable):
     # Sequence number of the last event whose effect `content` (and the tool
     # calls) include: a page rendered from this row resumes its stream after it.
     last_seq = models.PositiveIntegerField(default=0)
-    # Retry hides an answer from the conversation but keeps it for review.
-    superseded_by = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    # A conversation is a tree (chat/tree.py): an answer's parent is its prompt, a
+    # prompt's the answer it follows (none for a first prompt). Editing a prompt or
+    # regenerating an answer adds a sibling; nothing is overwritten.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
 
     class Meta:
         ordering = ["created_at", "id"]

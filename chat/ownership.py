@@ -14,10 +14,14 @@ def conversations_of(user) -> QuerySet[Conversation]:
     return Conversation.objects.filter(owner=user)
 
 
-def _answers_of(user, conversation_id: int) -> QuerySet[Message]:
+def _messages_of(user, conversation_id: int) -> QuerySet[Message]:
     return Message.objects.select_related("conversation").filter(
-        role=Message.Role.ASSISTANT, conversation_id=conversation_id, conversation__owner=user
+        conversation_id=conversation_id, conversation__owner=user
     )
+
+
+def _answers_of(user, conversation_id: int) -> QuerySet[Message]:
+    return _messages_of(user, conversation_id).filter(role=Message.Role.ASSISTANT)
 
 
 def conversation_for(request: HttpRequest, conversation_id: int) -> Conversation:
@@ -34,3 +38,13 @@ def answer_for(request: HttpRequest, conversation_id: int, message_id: int) -> M
 
 async def aanswer_for(request: HttpRequest, conversation_id: int, message_id: int) -> Message:
     return await aget_object_or_404(_answers_of(await request.auser(), conversation_id), pk=message_id)
+
+
+async def amessage_for(request: HttpRequest, conversation_id: int, message_id: int) -> Message:
+    """A prompt or an answer."""
+    return await aget_object_or_404(_messages_of(await request.auser(), conversation_id), pk=message_id)
+
+
+async def aprompt_for(request: HttpRequest, conversation_id: int, message_id: int) -> Message:
+    messages = _messages_of(await request.auser(), conversation_id).filter(role=Message.Role.USER)
+    return await aget_object_or_404(messages, pk=message_id)

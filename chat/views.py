@@ -10,13 +10,21 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect, push_url, reswap, retarget
+from django_htmx.http import HttpResponseClientRedirect, push_url, replace_url, reswap, retarget
 
-from chat import answers
+from chat import answers, tree
 from chat.eventlog import get_event_log
 from chat.generation.liveness import interrupt_if_stale
 from chat.models import Conversation, Feedback, Message, Status
-from chat.ownership import aanswer_for, aconversation_for, answer_for, conversation_for, conversations_of
+from chat.ownership import (
+    aanswer_for,
+    aconversation_for,
+    amessage_for,
+    answer_for,
+    aprompt_for,
+    conversation_for,
+    conversations_of,
+)
 from chat.rendering import message_context, render_message
 from chat.serving.login import login_required
 from chat.storable import storable
@@ -46,30 +54,56 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
-    return _page(request, conversation_for(request, conversation_id))
+    current = conversation_for(request, conversation_id)
+    # A link to one message (a search result) opens the branch that holds it.
+    at = request.GET.get("at", "")
+    if not (at.isdigit() and current.messages.filter(pk=at).exists()):
+        at = None
+    return _page(request, current, at=int(at) if at else None)
 
 
-def _page(request: HttpRequest, current: Conversation | None) -> HttpResponse:
+def _page(request: HttpRequest, current: Conversation | None, at: int | None = None) -> HttpResponse:
     conversations = conversations_of(request.user)[:SIDEBAR_SIZE]
-    messages = []
-    if current is not None:
-        rows = list(
-            current.messages.filter(superseded_by__isnull=True)
-            .select_related("feedback")
-            .prefetch_related("tool_calls")  # in ToolCall's own order: start_seq, id
-        )
-        for m in rows:
-            if m.status == Status.STREAMING:
-                async_to_sync(interrupt_if_stale)(m)
-        last_assistant = max((m.pk for m in rows if m.role == Message.Role.ASSISTANT), default=None)
-        for m in rows:
-            context = message_context(m, list(m.tool_calls.all()))
-            context["is_last"] = m.pk == last_assistant
-            messages.append(context)
+    messages = _branch(current, at) if current is not None else []
     return render(
         request,
         "chat/page.html",
         {"conversations": conversations, "current": current, "messages": messages},
+    )
+
+
+def _branch(current: Conversation, at: int | None = None) -> list[dict]:
+    """The messages of the branch on screen, root first, each with its pager:
+    three queries whatever the branch's length (its messages with their feedback,
+    their tool calls, the siblings of all of them)."""
+    leaf = tree.latest_under(at) if at is not None else tree.leaf_of(current)
+    if leaf is None:
+        return []
+    if at is not None:
+        current.active_leaf_id = leaf  # what the composer's prompt follows
+    rows = list(
+        tree.path_to(leaf).select_related("feedback").prefetch_related("tool_calls")  # in ToolCall's order
+    )
+    for m in rows:
+        if m.status == Status.STREAMING:
+            async_to_sync(interrupt_if_stale)(m)
+    pagers = tree.pagers(rows)
+    last_assistant = max((m.pk for m in rows if m.role == Message.Role.ASSISTANT), default=None)
+    messages = []
+    for m in rows:
+        context = message_context(m, list(m.tool_calls.all()))
+        context["is_last"] = m.pk == last_assistant
+        context["pager"] = pagers.get(m.pk)
+        messages.append(context)
+    return messages
+
+
+def _branch_html(request: HttpRequest, current: Conversation) -> str:
+    """The branch on screen after it changed (an edit, a Retry, a switch): the
+    message list, and out of band what the composer's next prompt follows."""
+    context = {"current": current, "messages": _branch(current), "after_oob": True}
+    return render_to_string("chat/page.html#message_list", context, request=request) + render_to_string(
+        "chat/page.html#composer_after", context
     )
 
 
@@ -100,8 +134,10 @@ async def new_conversation(request: HttpRequest) -> HttpResponse:
 async def send(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = await aconversation_for(request, conversation_id)
     prompt = request.POST.get("prompt", "")
+    after = request.POST.get("after", "")
+    after = int(after) if after.isdigit() else None
     try:
-        _, html = await _begin(request, lambda: answers.store_prompt(conversation, prompt), _sent_html)
+        _, html = await _begin(request, lambda: answers.store_prompt(conversation, prompt, after), _sent_html)
     except answers.Refused as refused:
         return _refusal(request, refused)
     if not request.htmx:
@@ -144,6 +180,10 @@ def _answer_html(request: HttpRequest, exchange: answers.Exchange) -> str:
     return render_message(exchange.answer)
 
 
+def _new_branch_html(request: HttpRequest, exchange: answers.Exchange) -> str:
+    return _branch_html(request, exchange.conversation)
+
+
 def _new_conversation_html(request: HttpRequest, exchange: answers.Exchange) -> str:
     # The list as a reload would show it: the newest SIDEBAR_SIZE, this one first.
     owned = Conversation.objects.filter(owner_id=exchange.conversation.owner_id)
@@ -166,27 +206,66 @@ async def stop(request: HttpRequest, conversation_id: int, message_id: int) -> H
 @require_POST
 @login_required
 async def continue_answer(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
-    return await _restart(request, conversation_id, message_id, answers.store_continue)
-
-
-@require_POST
-@login_required
-async def retry(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
-    return await _restart(request, conversation_id, message_id, answers.store_retry)
-
-
-async def _restart(
-    request: HttpRequest, conversation_id: int, message_id: int, store: Callable[[Message], answers.Exchange]
-) -> HttpResponse:
-    """Continue or Retry: the answer that now streams replaces the old one in place."""
+    """The answer goes on in place."""
     message = await aanswer_for(request, conversation_id, message_id)
     try:
-        _, html = await _begin(request, lambda: store(message), _answer_html)
+        _, html = await _begin(request, lambda: answers.store_continue(message), _answer_html)
     except answers.Refused as refused:
         return _refusal(request, refused)
     if not request.htmx:
         return redirect("chat-conversation", conversation_id)
     return HttpResponse(html)
+
+
+@require_POST
+@login_required
+async def retry(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+    """A new answer to the same prompt, beside the old one: the page shows its branch."""
+    message = await aanswer_for(request, conversation_id, message_id)
+    try:
+        _, html = await _begin(request, lambda: answers.store_retry(message), _new_branch_html)
+    except answers.Refused as refused:
+        return _refusal(request, refused)
+    return _branch_response(request, conversation_id, html)
+
+
+@require_POST
+@login_required
+async def edit(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+    """An earlier prompt, edited and sent again: a new branch from that point."""
+    original = await aprompt_for(request, conversation_id, message_id)
+    prompt = request.POST.get("prompt", "")
+    try:
+        _, html = await _begin(request, lambda: answers.store_edit(original, prompt), _new_branch_html)
+    except answers.Refused as refused:
+        return _refusal(request, refused)
+    return _branch_response(request, conversation_id, html)
+
+
+@require_POST
+@login_required
+async def switch(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+    """Show the alternative `message_id` and the rest of its branch, down to its
+    newest message. Whatever streams elsewhere goes on streaming."""
+    message = await amessage_for(request, conversation_id, message_id)
+    html = await sync_to_async(_switched)(request, message)
+    return _branch_response(request, conversation_id, html)
+
+
+def _switched(request: HttpRequest, message: Message) -> str:
+    current = message.conversation
+    current.active_leaf_id = tree.latest_under(message.pk)
+    current.save(update_fields=["active_leaf"])
+    return _branch_html(request, current) if request.htmx else ""
+
+
+def _branch_response(request: HttpRequest, conversation_id: int, html: str) -> HttpResponse:
+    if not request.htmx:
+        return redirect("chat-conversation", conversation_id)
+    # The list is replaced whatever element asked; a page opened at a search
+    # result's branch (?at=) now shows the stored one, which a reload shows too.
+    response = reswap(retarget(HttpResponse(html), "#messages"), "innerHTML")
+    return replace_url(response, reverse("chat-conversation", args=[conversation_id]))
 
 
 @require_POST

@@ -25,13 +25,16 @@ class IdConverter:
 
 register_converter(IdConverter, "id")
 
-# /c/<conversation>/m/<message>/...: actions on one answer.
+# /c/<conversation>/m/<message>/...: actions on one message.
 message_urls = [
     path("stream/", stream.stream, name="chat-stream"),
     path("stop/", views.stop, name="chat-stop"),
     path("continue/", views.continue_answer, name="chat-continue"),
     path("retry/", views.retry, name="chat-retry"),
     path("feedback/", views.feedback, name="chat-feedback"),
+    # On any message: a prompt's edit, the branch of a prompt or answer shown.
+    path("edit/", views.edit, name="chat-edit"),
+    path("switch/", views.switch, name="chat-switch"),
 ]
 
 # /c/<conversation>/...: one conversation.

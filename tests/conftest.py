@@ -32,6 +32,18 @@ def pytest_runtest_teardown(item, nextitem):
         SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
 
 
+@pytest.fixture(autouse=True)
+def fresh_event_log(settings):
+    """Each test its own in-process event log. SQLite numbers a flushed table's
+    rows from 1 again, so a test's answer can have the id of an earlier test's
+    answer, whose events the shared log would still replay to it. (Redis keys are
+    prefixed per session, and PostgreSQL never reuses an id.)"""
+    from chat.eventlog import get_event_log
+
+    if not settings.REDIS_URL:
+        get_event_log.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def openai_stub_server():
     with OpenAIStub() as stub:

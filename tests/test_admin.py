@@ -5,6 +5,7 @@ view conversations; `editor` is staff who may view and change them (but is no
 superuser); `alice` owns the conversations and is not staff.
 """
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -31,9 +32,13 @@ def next_time(conversation: Conversation):
 
 
 def add_exchange(conversation: Conversation, prompt: str, answer: str, **answer_fields) -> Message:
-    """A user prompt and its answer, one second apart; the answer."""
+    """A user prompt and its answer, one second apart, at the end of the branch on
+    screen, which the answer ends; the answer."""
     start = next_time(conversation)
-    Message.objects.create(conversation=conversation, role="user", content=prompt, created_at=start)
+    leaf = Conversation.objects.values_list("active_leaf", flat=True).get(pk=conversation.pk)
+    question = Message.objects.create(
+        conversation=conversation, role="user", content=prompt, created_at=start, parent_id=leaf
+    )
     fields = {
         "model": "demo",
         "prompt_tokens": 10,
@@ -44,7 +49,11 @@ def add_exchange(conversation: Conversation, prompt: str, answer: str, **answer_
         "last_seq": 10,
     }
     fields.update(answer_fields)
-    return Message.objects.create(conversation=conversation, role="assistant", content=answer, **fields)
+    message = Message.objects.create(
+        conversation=conversation, role="assistant", content=answer, parent=question, **fields
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(active_leaf=message)
+    return message
 
 
 def staff_client(django_user_model, username: str, *codenames: str) -> tuple[Client, object]:
@@ -221,7 +230,7 @@ def test_the_transcript_escapes_hostile_content(admin_client, alice):
 
 
 @pytest.mark.django_db
-def test_the_transcript_shows_seams_retries_tools_errors_and_metrics(admin_client, alice):
+def test_the_transcript_shows_seams_branches_tools_errors_and_metrics(admin_client, alice):
     conversation = Conversation.objects.create(owner=alice, title="review me")
     first = "The first attempt said this. "
     answer = add_exchange(
@@ -244,9 +253,10 @@ def test_the_transcript_shows_seams_retries_tools_errors_and_metrics(admin_clien
     failed = add_exchange(conversation, "And now?", "Half an ans", status=Status.ERROR,
                           stop_reason=StopReason.PROVIDER_ERROR, error="The provider timed out.")
     retried = Message.objects.create(
-        conversation=conversation, role="assistant", content="A whole answer.", created_at=next_time(conversation)
+        conversation=conversation, role="assistant", content="A whole answer.", created_at=next_time(conversation),
+        parent_id=failed.parent_id,
     )
-    Message.objects.filter(pk=failed.pk).update(superseded_by=retried)
+    Conversation.objects.filter(pk=conversation.pk).update(active_leaf=retried)
     add_exchange(conversation, "Stop!", "I was cut", status=Status.INTERRUPTED,
                  stop_reason=StopReason.SERVER_RESTART, error="The server stopped.")
 
@@ -264,10 +274,12 @@ def test_the_transcript_shows_seams_retries_tools_errors_and_metrics(admin_clien
     # The tool call with its arguments and result.
     assert "&quot;expression&quot;: &quot;6*7&quot;" in content
     assert '<pre class="tool-result">42</pre>' in content
-    # The retried answer, folded away and marked.
-    assert "Replaced by retry" in content
-    replaced = content[content.index("<details class=\"transcript-superseded\""):]
+    # The retried answer, off the branch on screen: folded away and marked.
+    assert content.count('<details class="transcript-off-branch"') == 1
+    replaced = content[content.index('<details class="transcript-off-branch"'):]
     assert replaced.index("Half an ans") < replaced.index("</details>")
+    assert "alternative 1 of 2" in replaced[: replaced.index("</summary>")]
+    assert "Alternative 2 of 2</strong> after" in content
     # Errors and why answers stopped.
     assert "The provider timed out." in content
     assert "model provider error" in content
@@ -418,3 +430,27 @@ def test_feedback_is_listed_read_only(admin_client, conversation, alice):
     assert posted.status_code == 403
     feedback.refresh_from_db()
     assert (feedback.rating, feedback.comment) == (-1, "meh")
+
+
+@pytest.mark.django_db
+def test_the_transcript_shows_every_branch_in_full(admin_client, alice):
+    """An edited prompt and the branch it replaced: both in full, the one off
+    screen folded, each message in its branch's order."""
+    conversation = Conversation.objects.create(owner=alice, title="branches")
+    add_exchange(conversation, "First prompt", "First answer")
+    old = add_exchange(conversation, "Old question", "Old answer")
+    add_exchange(conversation, "Old follow-up", "Old follow-up answer")
+    Conversation.objects.filter(pk=conversation.pk).update(active_leaf_id=old.parent.parent_id)
+    add_exchange(conversation, "Edited question", "Edited answer", status=Status.STOPPED,
+                 stop_reason=StopReason.USER_STOP)
+
+    content = admin_client.get(change_url(conversation)).content.decode()
+
+    order = ["First prompt", "First answer", "Old question", "Old answer", "Old follow-up",
+             "Old follow-up answer", "Edited question", "Edited answer"]
+    positions = [content.index(text) for text in order]
+    assert positions == sorted(positions)
+    folded = re.findall(r'<details class="transcript-off-branch" id="msg-(\d+)">', content)
+    assert len(folded) == 4
+    assert content.count("Alternative 2 of 2</strong>") == 1
+    assert "Stopped by the user" in content

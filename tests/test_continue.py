@@ -147,16 +147,22 @@ async def test_stop_after_the_answer_finished_is_harmless(stub, alice_async, con
     assert (await finished(second.pk)).status == "complete"
 
 
-async def test_only_the_latest_answer_can_be_continued_or_retried(stub, alice_async, conversation):
-    stub.script(Stream(["One"], finish_reason="length"), Stream(["Two"]))
+async def test_an_answer_followed_by_a_prompt_can_be_retried_but_not_continued(stub, alice_async, conversation):
+    stub.script(Stream(["One"], finish_reason="length"), Stream(["Two"]), Stream(["One again"]))
     first = await send(alice_async, conversation, "First")
     await finished(first.pk)
     second = await send(alice_async, conversation, "Second")
     await finished(second.pk)
-    for action in ("continue", "retry"):
-        response = await alice_async.post(f"/c/{conversation.pk}/m/{first.pk}/{action}/", headers=HTMX)
-        assert response.status_code == 409
-        assert "latest answer" in response.content.decode()
+    response = await alice_async.post(f"/c/{conversation.pk}/m/{first.pk}/continue/", headers=HTMX)
+    assert response.status_code == 409
+    assert "Only the last answer of a branch can be continued." in response.content.decode()
+    # Retry makes a new answer beside it (chat.tree), and leaves it as it was.
+    response = await alice_async.post(f"/c/{conversation.pk}/m/{first.pk}/retry/", headers=HTMX)
+    assert response.status_code == 200
+    again = await Message.objects.filter(conversation=conversation).alatest("id")
+    assert (await finished(again.pk)).content == "One again"
+    assert again.parent_id == first.parent_id
+    assert (await Message.objects.aget(pk=first.pk)).content == "One"
 
 
 async def test_a_double_continue_starts_one_generation(stub, alice_async, conversation):
@@ -170,20 +176,23 @@ async def test_a_double_continue_starts_one_generation(stub, alice_async, conver
 
 
 async def test_retry_clicked_repeatedly_starts_one_generation(stub, alice_async, conversation):
-    stub.script(Stream(["First."]), Stream(["Second."], delay=0.05), *[Status(500)] * 4)
+    # The new answer is still being written when the other clicks get their turn
+    # (once it has ended, a Retry of the same answer is a new alternative again).
+    stub.script(Stream(["First."]), Stream(["Second."], hang=True), *[Status(500)] * 4)
     message = await send(alice_async, conversation, "Go")
     await finished(message.pk)
     url = f"/c/{conversation.pk}/m/{message.pk}/retry/"
     responses = await asyncio.gather(*[alice_async.post(url, headers=HTMX) for _ in range(5)])
     assert sorted(r.status_code for r in responses) == [200, 409, 409, 409, 409]
-    shown = [m async for m in Message.objects.filter(conversation=conversation, role="assistant", superseded_by=None)]
-    assert len(shown) == 1
-    assert (await finished(shown[0].pk)).content == "Second."
+    answers = [m async for m in Message.objects.filter(conversation=conversation, role="assistant")]
+    assert len(answers) == 2
+    await alice_async.post(f"/c/{conversation.pk}/m/{answers[1].pk}/stop/", headers=HTMX)
+    assert (await finished(answers[1].pk)).status == "stopped"
     assert len(stub.requests) == 2
 
 
 async def test_continue_and_retry_at_once_start_one_generation(stub, alice_async, conversation):
-    stub.script(Stream(["Cut"], finish_reason="length"), Stream([" short."], delay=0.05), Status(500))
+    stub.script(Stream(["Cut"], finish_reason="length"), Stream([" short."], hang=True), Status(500))
     message = await send(alice_async, conversation, "Go")
     await finished(message.pk)
     base = f"/c/{conversation.pk}/m/{message.pk}"
@@ -191,7 +200,9 @@ async def test_continue_and_retry_at_once_start_one_generation(stub, alice_async
         alice_async.post(f"{base}/continue/", headers=HTMX), alice_async.post(f"{base}/retry/", headers=HTMX)
     )
     assert sorted(r.status_code for r in responses) == [200, 409]
-    shown = [m async for m in Message.objects.filter(conversation=conversation, role="assistant", superseded_by=None)]
-    assert len(shown) == 1
-    await finished(shown[0].pk)
+    answers = [m async for m in Message.objects.filter(conversation=conversation, role="assistant")]
+    # The Continue's (the same message), or the Retry's beside the first.
+    started = answers[-1] if len(answers) == 2 else message
+    await alice_async.post(f"/c/{conversation.pk}/m/{started.pk}/stop/", headers=HTMX)
+    assert (await finished(started.pk)).status == "stopped"
     assert len(stub.requests) == 2

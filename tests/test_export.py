@@ -37,7 +37,9 @@ def full_conversation(alice, admin_user) -> Conversation:
         owner=alice, title='Quotes "and", commas\nnewlines', created_at=T0, updated_at=T0 + timedelta(hours=1),
         flagged=True, review_note="look", reviewed_by=admin_user, reviewed_at=T0 + timedelta(days=1),
     )
-    Message.objects.create(conversation=conversation, role="user", content="=1+1 and <b>html</b>", created_at=T0)
+    prompt = Message.objects.create(
+        conversation=conversation, role="user", content="=1+1 and <b>html</b>", created_at=T0
+    )
     failed = Message.objects.create(
         conversation=conversation, role="assistant", content="Half", status=Status.ERROR,
         stop_reason=StopReason.PROVIDER_ERROR, error="timeout", model="gpt-x", prompt_tokens=5,
@@ -49,7 +51,9 @@ def full_conversation(alice, admin_user) -> Conversation:
         first_token_at=T0 + timedelta(seconds=2.25), finished_at=T0 + timedelta(seconds=4),
         heartbeat_at=T0 + timedelta(seconds=4), last_seq=9, flagged=True,
     )
-    Message.objects.filter(pk=failed.pk).update(superseded_by=answer)
+    # Two attempts at one prompt (a Retry): siblings, the second on screen.
+    Message.objects.filter(pk__in=[failed.pk, answer.pk]).update(parent=prompt)
+    Conversation.objects.filter(pk=conversation.pk).update(active_leaf=answer)
     owner_id = answer.conversation.owner_id
     Generation.objects.create(message=answer, owner_id=owner_id, text_offset=0, start_seq=0, model="gpt-x", started_at=T0,
                               status=Status.STOPPED, stop_reason=StopReason.USER_STOP, completion_tokens=3,
@@ -62,6 +66,7 @@ def full_conversation(alice, admin_user) -> Conversation:
     ToolCall.objects.create(message=answer, call_id="call_2", name="current_time", arguments="{}",
                             error="no clock", state="error", start_seq=7, result_seq=8)
     Feedback.objects.create(message=answer, user=alice, rating=-1, comment="wrong", created_at=T0)
+    conversation.refresh_from_db()
     return conversation
 
 
@@ -74,6 +79,10 @@ def test_json_round_trips_every_stored_field(full_conversation):
     assert exported["owner_username"] == "alice"
     messages = list(Message.objects.filter(conversation=full_conversation).order_by("created_at", "id"))
     assert [m["id"] for m in exported["messages"]] == [m.pk for m in messages]
+    # The tree: both attempts under the prompt, the end of the branch on screen.
+    prompt, _, answer = messages
+    assert [m["parent_id"] for m in exported["messages"]] == [None, prompt.pk, prompt.pk]
+    assert exported["active_leaf_id"] == answer.pk
     for row, message in zip(exported["messages"], messages, strict=True):
         assert_round_trips(row, message)
         calls = list(message.tool_calls.order_by("start_seq", "id"))
@@ -113,7 +122,8 @@ def test_csv_has_a_row_per_message(full_conversation):
         assert row["error"] == message.error
     assert rows[2]["content"] == "First, then\nsecond."
     assert rows[2]["feedback_rating"] == "-1"
-    assert rows[1]["superseded_by_id"] == rows[2]["message_id"]
+    assert rows[1]["parent_id"] == rows[2]["parent_id"] == rows[0]["message_id"]
+    assert [r["on_active_branch"] for r in rows] == ["1", "0", "1"]
 
 
 @pytest.mark.django_db

@@ -34,6 +34,8 @@ VIEWS = {
     "chat-continue": "POST",
     "chat-retry": "POST",
     "chat-feedback": "POST",
+    "chat-edit": "POST",
+    "chat-switch": "POST",
 }
 # Django's own views, tested by Django.
 SKIPPED_PREFIXES = ("admin/", "accounts/")
@@ -160,7 +162,7 @@ def _assert_untouched(conversation: Conversation, answer: Message) -> None:
         ("user", "Alice's secret question", "complete"),
         ("assistant", "Alice's secret answer", "stopped"),
     ]
-    assert answer.superseded_by_id is None
+    assert conversation.active_leaf_id is None
     assert not Feedback.objects.exists()
 
 
@@ -324,3 +326,35 @@ def test_a_post_with_the_pages_csrf_token_is_accepted(alice, conversation, answe
     assert response.status_code == 200
     conversation.refresh_from_db()
     assert conversation.title == "Renamed"
+
+
+@pytest.fixture
+def bobs_answer(bob) -> Message:
+    bobs = Conversation.objects.create(owner=bob, title="Bob's chat")
+    prompt = Message.objects.create(conversation=bobs, role="user", content="Bob's secret question")
+    return Message.objects.create(conversation=bobs, role="assistant", content="Bob's secret answer", parent=prompt)
+
+
+@pytest.mark.django_db
+def test_a_branch_link_to_another_users_message_opens_only_ones_own_branch(alice_client, conversation, answer,
+                                                                           bobs_answer):
+    response = alice_client.get(f"{reverse('chat-conversation', args=[conversation.pk])}?at={bobs_answer.pk}")
+    assert response.status_code == 200
+    assert b"Bob" not in response.content
+    assert b"Alice's secret answer" in response.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prompt_sent_after_another_users_answer_stays_in_ones_own_conversation(
+    stub, alice_client, conversation, answer, bobs_answer
+):
+    from tests.openai_stub import Stream
+
+    stub.script(Stream(["Hi"]))
+    response = alice_client.post(
+        reverse("chat-send", args=[conversation.pk]), {"prompt": "Hello", "after": bobs_answer.pk}
+    )
+    assert response.status_code == 302
+    prompt = Message.objects.filter(role="user").latest("id")
+    assert (prompt.conversation_id, prompt.parent_id) == (conversation.pk, answer.pk)
+    assert not bobs_answer.children.exists()

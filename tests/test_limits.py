@@ -45,10 +45,16 @@ async def new_conversation(owner, title: str = "Chat") -> Conversation:
 async def finished_answer(conversation: Conversation, prompt: str = "Earlier", answer: str = "Done") -> Message:
     """An exchange from an hour ago (it does not count against prompts per minute)."""
     earlier = timezone.now() - timedelta(hours=1)
-    await Message.objects.acreate(conversation=conversation, role="user", content=prompt, created_at=earlier)
-    return await Message.objects.acreate(
-        conversation=conversation, role="assistant", content=answer, model="demo", created_at=earlier
+    stored = Conversation.objects.filter(pk=conversation.pk)
+    leaf = await stored.values_list("active_leaf", flat=True).aget()
+    question = await Message.objects.acreate(
+        conversation=conversation, role="user", content=prompt, created_at=earlier, parent_id=leaf
     )
+    message = await Message.objects.acreate(
+        conversation=conversation, role="assistant", content=answer, model="demo", created_at=earlier, parent=question
+    )
+    await stored.aupdate(active_leaf=message)
+    return message
 
 
 # Prompt length
@@ -224,12 +230,10 @@ async def test_one_prompt_longer_than_the_context_limit_keeps_its_end(stub, alic
 async def test_continuing_a_long_answer_stays_within_the_context_limit(stub, alice_async, conversation, settings):
     settings.CHAT_MAX_CONTEXT_CHARS = 1000
     await long_conversation(conversation, 5)
-    earlier = timezone.now() - timedelta(hours=1)
-    await Message.objects.acreate(conversation=conversation, role="user", content="Write a lot", created_at=earlier)
     partial = "".join(f"line {i}\n" for i in range(500))
-    cut = await Message.objects.acreate(
-        conversation=conversation, role="assistant", content=partial, status="stopped", stop_reason="user_stop",
-        model="stub-model", last_seq=500, created_at=earlier,
+    cut = await finished_answer(conversation, "Write a lot", partial)
+    await Message.objects.filter(pk=cut.pk).aupdate(
+        status="stopped", stop_reason="user_stop", model="stub-model", last_seq=500
     )
     stub.script(Stream(["line 500\n"]))
     response = await post(alice_async, f"/c/{conversation.pk}/m/{cut.pk}/continue/")

@@ -53,7 +53,11 @@ async def test_the_first_answer_streams_in_the_page_that_sent_it(stub, alice, al
     # The exchange, as POST /c/<id>/send/ answers it: the answer streams from its own URL.
     messages = [e for e in fragment.children if isinstance(e, Element) and e.tag == "article"]
     assert [m.attrs["id"] for m in messages] == [f"msg-{user_message.pk}", f"msg-{assistant.pk}"]
-    assert messages[0].text().strip() == HOSTILE_PROMPT
+    body_of_prompt = [e for e in messages[0].walk() if e.attrs.get("class") == "msg-body"]
+    assert [e.text().strip() for e in body_of_prompt] == [HOSTILE_PROMPT]
+    # Its edit form starts from the prompt, as text too.
+    [edit_box] = [e for e in messages[0].walk() if e.tag == "textarea"]
+    assert edit_box.text() == HOSTILE_PROMPT
     live = only(fragment, hx_ext="sse")
     assert live.attrs["sse-connect"] == f"/c/{conversation.pk}/m/{assistant.pk}/stream/?after=0"
 

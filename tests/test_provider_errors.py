@@ -76,9 +76,9 @@ async def test_retry_after_a_failure_gives_a_fresh_answer(stub, alice_async, con
     frames = await read_stream(alice_async, replacement)
     assert texts(frames) == "A fresh answer."
     assert (await finished(replacement.pk)).status == "complete"
-    # The failed attempt stays stored for review, out of the conversation's flow.
+    # The failed attempt stays stored beside it, out of the branch on screen.
     failed = await Message.objects.aget(pk=failed.pk)
-    assert failed.superseded_by_id == replacement.pk
+    assert failed.parent_id == replacement.parent_id
     page = (await alice_async.get(f"/c/{conversation.pk}/")).content.decode()
     assert f'id="msg-{failed.pk}"' not in page
     assert f'id="msg-{replacement.pk}"' in page

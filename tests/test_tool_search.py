@@ -24,7 +24,8 @@ def test_it_finds_the_users_own_messages_with_links(alice, chats):
     mine, _, _ = chats
     results = search(alice.pk, "holiday Lisbon")
     assert [r["conversation"] for r in results] == ["Holiday plans"]
-    assert results[0]["link"] == f"/c/{mine.pk}/#msg-{mine.messages.get().pk}"
+    message = mine.messages.get()
+    assert results[0]["link"] == f"/c/{mine.pk}/?at={message.pk}#msg-{message.pk}"
     assert "Lisbon" in results[0]["snippet"]
 
 

@@ -6,6 +6,7 @@ import json
 from django.conf import settings
 
 from chat.models import Message, ToolCall
+from chat.tree import path_to
 
 # How a Continue asks the model to go on; the demo model recognises it.
 CONTINUE_MARKER = "Continue exactly where you stopped"
@@ -22,13 +23,10 @@ CONTINUE_PROMPT = (
 
 
 def load_history(message: Message) -> tuple[list[Message], dict[int, list[ToolCall]]]:
-    """The messages before `message` (an assistant message) and the tool calls of
-    them and of `message` itself, in two queries."""
-    earlier = list(
-        Message.objects.filter(
-            conversation_id=message.conversation_id, superseded_by__isnull=True, id__lt=message.id
-        ).order_by("id")
-    )
+    """The path from the root to the prompt of `message` (an assistant message):
+    never a sibling of any of them nor anything under one. With the tool calls of
+    the path and of `message` itself, in two queries."""
+    earlier = list(path_to(message.parent_id)) if message.parent_id is not None else []
     ids = [m.pk for m in earlier if m.role == Message.Role.ASSISTANT]
     if message.last_seq:
         ids.append(message.pk)

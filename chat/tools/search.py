@@ -23,7 +23,8 @@ def search(user_id: int, query: str, *, exclude_conversation: int | None = None)
     if not words:
         return []
     matches = (
-        Message.objects.filter(conversation__owner_id=user_id, superseded_by__isnull=True)
+        # Every branch: an alternative the user paged away from is still theirs.
+        Message.objects.filter(conversation__owner_id=user_id)
         .filter(reduce(and_, (Q(content__icontains=w) for w in words)))
         .select_related("conversation")
         .order_by("-created_at")
@@ -36,7 +37,8 @@ def search(user_id: int, query: str, *, exclude_conversation: int | None = None)
             "role": m.role,
             "date": m.created_at.date().isoformat(),
             "snippet": _snippet(m.content, words[0]),
-            "link": reverse("chat-conversation", args=[m.conversation_id]) + f"#msg-{m.pk}",
+            # Opens the branch that holds the message (chat.views.conversation).
+            "link": reverse("chat-conversation", args=[m.conversation_id]) + f"?at={m.pk}#msg-{m.pk}",
         }
         for m in matches[:MAX_RESULTS]
     ]

@@ -127,12 +127,12 @@
     });
   }
 
-  // An answer started here (a prompt sent, Continue, Retry) is followed to its end.
+  // An answer started here (a prompt sent or edited, Continue, Retry) is followed to its end.
   // The form that asked has been swapped out by then: htmx tells its parent, and
   // keeps the form in requestConfig.
   document.addEventListener("htmx:afterRequest", function (evt) {
     var asker = evt.detail.requestConfig.elt;
-    if (evt.detail.xhr.status === 200 && asker.matches("#composer, .msg-actions form:has(.continue, .retry)")) {
+    if (evt.detail.xhr.status === 200 && asker.matches("#composer, .msg-actions form:has(.continue, .retry), .edit-prompt form")) {
       following = true;
     }
   });

@@ -46,9 +46,10 @@ def test_the_composer_stop_and_earlier_actions_follow_the_server(chat, openai_st
     assert box.input_value() == ""
     assert page.locator("#notice").inner_text() == ""
     assert page.locator("#notice").is_hidden()
-    # The stopped answer is no longer the latest: it can be neither continued nor retried.
+    # The stopped answer is no longer the last of its branch: it cannot be continued,
+    # but it can be retried (a new answer beside it, on a branch of its own).
     assert earlier.locator("button.continue").is_hidden()
-    assert earlier.locator("button.retry").is_hidden()
+    assert earlier.locator("button.retry").is_visible()
 
     chat.wait_status("complete")
     assert chat.last_answer().locator("button.retry").is_visible()

@@ -136,7 +136,7 @@ def test_a_new_chat_streams_in_the_page_that_sent_it(chat, openai_stub_server):
 
     # A reload shows both exchanges; Back is the new chat page again, listing the conversation.
     page.reload()
-    assert page.locator("#messages .msg.user").all_inner_texts() == [title, "And again"]
+    assert page.locator("#messages .msg.user .msg-body").all_inner_texts() == [title, "And again"]
     assert page.locator("#messages .msg.assistant").count() == 2
     assert page.locator(".chat-head h1").inner_text() == title
     page.go_back()
