@@ -185,7 +185,9 @@ async def read_sse(
                         answer.terminal = event.decode()
                         answer.finished = now
                         if event == b"error":
-                            answer.error = "error frame: " + re.sub(r"<[^>]+>|\s+", " ", b"\n".join(payload).decode())[:200]
+                            answer.error = (
+                                "error frame: " + re.sub(r"<[^>]+>|\s+", " ", b"\n".join(payload).decode())[:200]
+                            )
                         elif expect_tokens is not None and answer.tokens != expect_tokens:
                             answer.error = f"{answer.tokens} tokens arrived, {expect_tokens} were sent"
                         else:
@@ -271,13 +273,17 @@ class Browser:
         if url is None:
             answer.error = why
             return answer
-        return await read_sse(self.host, self.port, url, answer, cookie=self.cookie, expect_tokens=tokens, timeout=timeout)
+        return await read_sse(
+            self.host, self.port, url, answer, cookie=self.cookie, expect_tokens=tokens, timeout=timeout
+        )
 
     async def replay(self, url: str, expect_tokens: int, timeout: float = 30) -> tuple[float, Answer]:
         """Reconnect to a finished answer from its start: seconds from request to the
         terminal frame. Every token must come back once (frames may be coalesced)."""
         answer = Answer(started=time.time())
-        await read_sse(self.host, self.port, url, answer, cookie=self.cookie, expect_tokens=expect_tokens, timeout=timeout)
+        await read_sse(
+            self.host, self.port, url, answer, cookie=self.cookie, expect_tokens=expect_tokens, timeout=timeout
+        )
         return ((answer.finished or time.time()) - answer.started), answer
 
     async def aclose(self) -> None:
@@ -294,7 +300,9 @@ class RelayClient:
 
     async def answer(self, tokens: int, rate: float, timeout: float = 60) -> Answer:
         answer = Answer(started=time.time())
-        return await read_sse(self.host, self.port, f"/?tokens={tokens}&rate={rate:g}", answer, expect_tokens=tokens, timeout=timeout)
+        return await read_sse(
+            self.host, self.port, f"/?tokens={tokens}&rate={rate:g}", answer, expect_tokens=tokens, timeout=timeout
+        )
 
     async def aclose(self) -> None:
         pass

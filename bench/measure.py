@@ -165,7 +165,9 @@ class Level:
             "client_cpu_pct": round(self.cpu_pct(self.client_cpu), 1),
             "stub_cpu_pct": round(self.cpu_pct(self.stub_cpu), 1),
             "server_cpu_us_per_token": round(1e6 * self.server_cpu / self.tokens) if self.tokens else None,
-            "server_cpu_ms_per_answer_second": round(1e3 * self.server_cpu / self.answer_wall, 1) if self.answer_wall else None,
+            "server_cpu_ms_per_answer_second": round(1e3 * self.server_cpu / self.answer_wall, 1)
+            if self.answer_wall
+            else None,
             "cpu_pressure_pct": None if self.pressure is None else round(100 * self.pressure, 1),
             "client_loop_lag_p99_ms": _ms_or_none(pct(self.loop_lag, 99)),
             "rss_before_mb": round(self.rss_before_kb / 1024, 1),
@@ -193,7 +195,6 @@ def answer_log_lines(path: Path, offset: int) -> list[dict]:
             with contextlib.suppress(ValueError):
                 out.append(json.loads(match[1]))
     return out
-
 
 
 # --------------------------------------------------------------------------- levels
@@ -330,7 +331,9 @@ class _Sampler:
             self.lag.append(max(0.0, time.monotonic() - before - 0.02))
 
 
-async def _count_database_writes(target: Target, level: Level, log_offset: int, sql_before: dict[str, int] | None) -> None:
+async def _count_database_writes(
+    target: Target, level: Level, log_offset: int, sql_before: dict[str, int] | None
+) -> None:
     """The answers' own writes (their log lines) and the statements the process
     ran during the level."""
     # The per-answer log line is written just after the terminal event.
@@ -344,7 +347,11 @@ async def _count_database_writes(target: Target, level: Level, log_offset: int, 
     level.answer_seconds = sum(float(x.get("duration_s") or 0) for x in lines)
     sql_after = await target.sql_counts()
     if sql_before is not None and sql_after is not None:
-        level.sql = {k: sql_after.get(k, 0) - sql_before.get(k, 0) for k in sql_after if sql_after.get(k, 0) - sql_before.get(k, 0)}
+        level.sql = {
+            k: sql_after.get(k, 0) - sql_before.get(k, 0)
+            for k in sql_after
+            if sql_after.get(k, 0) - sql_before.get(k, 0)
+        }
 
 
 def _print_level(level: Level) -> None:
@@ -384,7 +391,9 @@ async def step(target: Target, args) -> bool:
 
 
 async def find_capacities(targets: list[Target], args, ladder: list[int]) -> None:
-    print(f"capacity at {args.rate:g} tokens/s, {args.tokens} tokens per answer, p99 < {args.p99_limit:g} ms", flush=True)
+    print(
+        f"capacity at {args.rate:g} tokens/s, {args.tokens} tokens per answer, p99 < {args.p99_limit:g} ms", flush=True
+    )
     for target in targets:
         target.search = Search(ladder, args.bisect)
     active = list(targets)
@@ -458,5 +467,3 @@ async def measure_replay(browser: Browser, server: LiveServer, args) -> dict:
         "frames": frames[0] if frames else None,
         "errors": errors,
     }
-
-

@@ -40,7 +40,18 @@ _baseline: list[tracemalloc.Snapshot] = []
 class _Mallinfo2(ctypes.Structure):
     _fields_ = [
         (name, ctypes.c_size_t)
-        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
     ]
 
 
@@ -55,7 +66,11 @@ def _glibc_heap() -> dict[str, int]:
     # arena: bytes glibc took with brk (the main heap) and its mmapped arenas of
     # other threads; hblkhd: large blocks mmapped one by one; uordblks: in use;
     # fordblks: free but still held.
-    return {"held_kb": (info.arena + info.hblkhd) // 1024, "in_use_kb": info.uordblks // 1024, "free_kb": info.fordblks // 1024}
+    return {
+        "held_kb": (info.arena + info.hblkhd) // 1024,
+        "in_use_kb": info.uordblks // 1024,
+        "free_kb": info.fordblks // 1024,
+    }
 
 
 def _pymalloc() -> dict[str, int]:

@@ -184,7 +184,12 @@ def _alone_rows(args, p1: Level | None, b1: Level | None) -> list[Row]:
         return ms(value, 2)
 
     return [
-        _compared(f"One answer alone ({args.alone_rounds} in a row): added latency per token, p50 (ms)", p["p50"], b["p50"], ms2),
+        _compared(
+            f"One answer alone ({args.alone_rounds} in a row): added latency per token, p50 (ms)",
+            p["p50"],
+            b["p50"],
+            ms2,
+        ),
         (
             "One answer alone: added latency per token, p99 (ms)",
             ms(p["p99"], 2),
@@ -230,11 +235,16 @@ def _database_rows(args, pt: dict, rate_check: dict) -> list[Row]:
         (
             "Database write transactions (commits) per answer-second: every one the process made "
             "(a prompt's rows, one batch of streaming text for all answers, an answer's end)",
-            num(pt["transactions_per_answer_second"], ".2f") + f" ({num(pt['transactions_per_answer'], '.1f')} per answer)",
+            num(pt["transactions_per_answer_second"], ".2f")
+            + f" ({num(pt['transactions_per_answer'], '.1f')} per answer)",
             "0 (no database)",
             "",
             f"≤ {TARGET_DB_WRITES}",
-            yes(None if pt["transactions_per_answer_second"] is None else pt["transactions_per_answer_second"] <= TARGET_DB_WRITES),
+            yes(
+                None
+                if pt["transactions_per_answer_second"] is None
+                else pt["transactions_per_answer_second"] <= TARGET_DB_WRITES
+            ),
         ),
         (
             "Database write statements per answer-second: every INSERT/UPDATE/DELETE (a batch's one statement once)",
@@ -271,7 +281,9 @@ def _replay_row(replay: dict) -> Row:
     replay_ok = replay.get("median_ms") is not None
     return (
         f"Replay of a finished {replay.get('events', 0):,}-event answer from after=0, request to terminal frame: median / min / max of {replay.get('repeats', 0)} (ms)",
-        f"{replay.get('median_ms')} / {replay.get('min_ms')} / {replay.get('max_ms')}" if replay_ok else str(replay.get("error") or replay.get("errors")),
+        f"{replay.get('median_ms')} / {replay.get('min_ms')} / {replay.get('max_ms')}"
+        if replay_ok
+        else str(replay.get("error") or replay.get("errors")),
         "– (no log)",
         "",
         f"< {TARGET_REPLAY_MS}",
@@ -349,7 +361,9 @@ def _cpu_rows(args, product: Target, baseline: Target, pt: dict, bt: dict) -> li
             bt["answers_per_core"],
             num1,
         ),
-        _compared("Server CPU per token delivered, all levels (µs)", pt["cpu_us_per_token"], bt["cpu_us_per_token"], num),
+        _compared(
+            "Server CPU per token delivered, all levels (µs)", pt["cpu_us_per_token"], bt["cpu_us_per_token"], num
+        ),
         _compared(
             f"Answers one at a time: server CPU of an answer besides its tokens (mean of {args.cost_answers} 1-token answers, ms)",
             product.costs.get("answer_ms"),
@@ -389,7 +403,11 @@ def _header(args, argv: list[str], info: dict) -> list[str]:
 
 
 def _summary(rows: list[Row], warnings: list[str]) -> list[str]:
-    out = ["## Summary\n", "| Figure | Product | Baseline relay | Product ÷ baseline | Target | Met |", "|---|---|---|---|---|---|"]
+    out = [
+        "## Summary\n",
+        "| Figure | Product | Baseline relay | Product ÷ baseline | Target | Met |",
+        "|---|---|---|---|---|---|",
+    ]
     out += ["| " + " | ".join(row) + " |" for row in rows]
     out.append("")
     if warnings:
@@ -443,7 +461,9 @@ def _product_over_baseline(product: Target, baseline: Target) -> list[str]:
     for n in common:
         p, b = product.levels[n], baseline.levels[n]
         pc, bc = p.cpu_pct(p.server_cpu), b.cpu_pct(b.server_cpu)
-        out.append(f"| {n} | {ms(p.p99, 2)} / {ms(b.p99, 2)} | {ratio(p.p99, b.p99)} | {pc:.0f} / {bc:.0f} | {ratio(pc, bc)} |")
+        out.append(
+            f"| {n} | {ms(p.p99, 2)} / {ms(b.p99, 2)} | {ratio(p.p99, b.p99)} | {pc:.0f} / {bc:.0f} | {ratio(pc, bc)} |"
+        )
     out.append("")
     return out
 
@@ -469,7 +489,9 @@ def _sql_per_answer(product: Target) -> list[str]:
 
 
 def _failures(product: Target, baseline: Target, replay: dict) -> list[str]:
-    errors = [f"{t.name} N={n}: {e}" for t in (product, baseline) for n, x in sorted(t.levels.items()) for e in x.errors()]
+    errors = [
+        f"{t.name} N={n}: {e}" for t in (product, baseline) for n, x in sorted(t.levels.items()) for e in x.errors()
+    ]
     errors += [f"replay: {e}" for e in replay.get("errors", [])]
     if not errors:
         return []

@@ -72,7 +72,9 @@ from tests.live import LiveServer
 
 def parse_args(argv: list[str]):
     parser = argparse.ArgumentParser(description="Benchmark of the streaming path against a bare relay.")
-    parser.add_argument("--quick", action="store_true", help="smoke run: N = 1 and 2, 20 tokens, no bisection, no retries")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: N = 1 and 2, 20 tokens, no bisection, no retries"
+    )
     parser.add_argument("--rate", type=float, default=50, help="tokens per second per answer (50)")
     parser.add_argument("--tokens", type=int, default=None, help="tokens per answer (120; 20 with --quick)")
     parser.add_argument("--max-n", type=int, default=320, help="largest N tried (320)")
@@ -81,13 +83,20 @@ def parse_args(argv: list[str]):
     parser.add_argument("--bisect", type=int, default=3, help="bisection steps after the ladder (3)")
     parser.add_argument("--confirm", type=int, default=1, help="extra runs of a failed level before it counts (1)")
     parser.add_argument(
-        "--max-lag", type=float, default=20, help="client loop-lag p99 (ms) above which a failed level is run again (20)"
+        "--max-lag",
+        type=float,
+        default=20,
+        help="client loop-lag p99 (ms) above which a failed level is run again (20)",
     )
     parser.add_argument("--alone-rounds", type=int, default=None, help="answers in a row at N=1 (3; 1 with --quick)")
-    parser.add_argument("--replay-events", type=int, default=None, help="events of the replayed answer (2000; 500 with --quick)")
+    parser.add_argument(
+        "--replay-events", type=int, default=None, help="events of the replayed answer (2000; 500 with --quick)"
+    )
     parser.add_argument("--replay-repeats", type=int, default=None, help="replays measured (7; 3 with --quick)")
     parser.add_argument("--settle", type=float, default=0.5, help="pause between levels, s (0.5)")
-    parser.add_argument("--cost-answers", type=int, default=None, help="1-token answers one at a time (100; 10 with --quick)")
+    parser.add_argument(
+        "--cost-answers", type=int, default=None, help="1-token answers one at a time (100; 10 with --quick)"
+    )
     parser.add_argument("--plain-product", action="store_true", help="serve chatproject.asgi itself (no SQL count)")
     parser.add_argument("--out", default="docs/benchmarks.md")
     parser.add_argument("--json", default=None, help="also write the figures as JSON here")
@@ -130,7 +139,9 @@ async def _main(args, argv: list[str]) -> int:
         print(f"servers up after {time.monotonic() - started:.1f} s", flush=True)
         browser = Browser(product_server.url)
         product = Target("product", product_server, browser, stub, counts_db=True, counts_sql=not args.plain_product)
-        baseline = Target("baseline", baseline_server, RelayClient(baseline_server.url), stub, counts_db=False, counts_sql=False)
+        baseline = Target(
+            "baseline", baseline_server, RelayClient(baseline_server.url), stub, counts_db=False, counts_sql=False
+        )
         for target in (product, baseline):
             target.rss_start_kb = rss_kb(target.pid)
         await browser.login(USER, PASSWORD)

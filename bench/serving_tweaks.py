@@ -44,7 +44,9 @@ from chat.serving.handler import ChatASGIHandler  # noqa: E402
 from chat.serving.middleware import ON_THE_LOOP  # noqa: E402
 from tests.asgi_browser import Browser  # noqa: E402
 
-DJANGO_MIDDLEWARE = {f"{c.__module__}.{c.__name__}": f"{c.__bases__[-1].__module__}.{c.__bases__[-1].__name__}" for c in ON_THE_LOOP}
+DJANGO_MIDDLEWARE = {
+    f"{c.__module__}.{c.__name__}": f"{c.__bases__[-1].__module__}.{c.__bases__[-1].__name__}" for c in ON_THE_LOOP
+}
 CONFIGURATIONS = {
     "product": {},
     "Django's middleware": {"MIDDLEWARE": [DJANGO_MIDDLEWARE.get(m, m) for m in settings.MIDDLEWARE]},

@@ -118,7 +118,8 @@ def measure(server: LiveServer, stub: OpenAIStub, tokens: int, rate: float) -> R
         staff = alice.use(server.url)
         run.export_started = time.monotonic()
         response = staff.post(
-            "/admin/chat/conversation/", {"action": "export_csv", "select_across": "1", "index": "0", "_selected_action": "1"}
+            "/admin/chat/conversation/",
+            {"action": "export_csv", "select_across": "1", "index": "0", "_selected_action": "1"},
         )
         run.export_ended = time.monotonic()
         run.export_status = response.status_code

@@ -36,7 +36,9 @@ async def open_stream(url: str, path: str, cookie: str) -> asyncio.StreamWriter:
     """A reader of the stream that stays after its first frame (the `retry:` line)."""
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: sessionid={cookie}\r\nAccept: text/event-stream\r\n\r\n".encode())
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: sessionid={cookie}\r\nAccept: text/event-stream\r\n\r\n".encode()
+    )
     received = b""
     while b"retry:" not in received:
         chunk = await asyncio.wait_for(reader.read(4096), 30)
@@ -76,7 +78,8 @@ async def close(writers: list[asyncio.StreamWriter]) -> None:
 HEADER = (
     "| moment | RSS MB | streams open | stream generators | gc objects | glibc held MB | glibc in use MB "
     "| pymalloc arenas (1 MiB) | arenas high-water | pymalloc used MB | pymalloc free MB | traced MB |\n"
-    + "| --- " * 12 + "|"
+    + "| --- " * 12
+    + "|"
 )
 
 
@@ -134,7 +137,12 @@ async def main(args) -> None:
                     other, answer = await asyncio.to_thread(browser.new_conversation, "Finish")
                     frames = await asyncio.to_thread(list, browser.frames(other, answer))
                     assert frames[-1].event == "done", frames
-                    rows.append(row(f"round {n}: an answer finished (frozen: {(await probe(server.url))['gc_frozen']})", await probe(server.url)))
+                    rows.append(
+                        row(
+                            f"round {n}: an answer finished (frozen: {(await probe(server.url))['gc_frozen']})",
+                            await probe(server.url),
+                        )
+                    )
                 await close(writers)
                 after = await wait_for_streams(server.url, 0, args.close_wait)
                 rows.append(row(f"round {n}: all closed", after))
@@ -156,10 +164,18 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--streams", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--tracemalloc", action="store_true", help="trace allocations in the server (slower, more memory)")
+    parser.add_argument(
+        "--tracemalloc", action="store_true", help="trace allocations in the server (slower, more memory)"
+    )
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
-    parser.add_argument("--close-wait", type=float, default=120, help="seconds to wait for the server to see the streams close")
-    parser.add_argument("--finish-an-answer", action="store_true", help="let the process's first answer end while the streams are open")
-    parser.add_argument("--garbage", action="store_true", help="after the streams closed, show what only reference cycles keep")
+    parser.add_argument(
+        "--close-wait", type=float, default=120, help="seconds to wait for the server to see the streams close"
+    )
+    parser.add_argument(
+        "--finish-an-answer", action="store_true", help="let the process's first answer end while the streams are open"
+    )
+    parser.add_argument(
+        "--garbage", action="store_true", help="after the streams closed, show what only reference cycles keep"
+    )
     parser.add_argument("--verbose", action="store_true")
     asyncio.run(main(parser.parse_args()))

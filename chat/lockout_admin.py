@@ -39,7 +39,9 @@ class LockedOutFilter(admin.SimpleListFilter):
         return [("yes", "Yes"), ("no", "No")]
 
     def queryset(self, request, queryset):
-        locked = Q(username_failures__gte=settings.AXES_FAILURE_LIMIT) | Q(address_failures__gte=settings.AXES_FAILURE_LIMIT)
+        locked = Q(username_failures__gte=settings.AXES_FAILURE_LIMIT) | Q(
+            address_failures__gte=settings.AXES_FAILURE_LIMIT
+        )
         if self.value() == "yes":
             return queryset.filter(locked)
         if self.value() == "no":
@@ -49,7 +51,15 @@ class LockedOutFilter(admin.SimpleListFilter):
 
 @admin.register(AccessAttempt)
 class AccessAttemptAdmin(AxesAccessAttemptAdmin):
-    list_display = ["attempt_time", "username", "ip_address", "user_agent", "path_info", "failures_since_start", "locks"]
+    list_display = [
+        "attempt_time",
+        "username",
+        "ip_address",
+        "user_agent",
+        "path_info",
+        "failures_since_start",
+        "locks",
+    ]
     list_filter = [LockedOutFilter, "attempt_time", "path_info"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:

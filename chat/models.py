@@ -27,9 +27,7 @@ class Conversation(Reviewable):
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
     # The last message of the branch on screen. Kept here, not in the browser, so
     # a reload, a second tab and another device show the same branch.
-    active_leaf = models.ForeignKey(
-        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    active_leaf = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         ordering = ["-updated_at", "-id"]

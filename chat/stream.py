@@ -176,7 +176,9 @@ async def answer_events(message: Message, cursor: int) -> AsyncIterator[str]:
                 for event in _coalesced(batch) if len(batch) >= COALESCE_BACKLOG else batch:
                     if event.is_terminal:
                         html = event.data.get("html")
-                        frames.append(sse.frame(event.type, html, id=event.seq) if html else await _terminal_frame(message))
+                        frames.append(
+                            sse.frame(event.type, html, id=event.seq) if html else await _terminal_frame(message)
+                        )
                         yield "".join(frames)
                         return
                     frames.append(_event_frame(message.pk, event))

@@ -8,8 +8,15 @@ from asgiref.testing import ApplicationCommunicator
 
 # Headers whose values do not depend on random tokens or the clock.
 COMPARED = (
-    "content-type", "location", "vary", "x-frame-options", "x-content-type-options", "referrer-policy",
-    "cross-origin-opener-policy", "content-security-policy", "cache-control",
+    "content-type",
+    "location",
+    "vary",
+    "x-frame-options",
+    "x-content-type-options",
+    "referrer-policy",
+    "cross-origin-opener-policy",
+    "content-security-policy",
+    "cache-control",
 )
 
 
@@ -29,9 +36,18 @@ class Browser:
             headers.append((b"content-type", b"application/x-www-form-urlencoded"))
             headers.append((b"content-length", str(len(body)).encode()))
         scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-            "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
-            "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
         }
         app = ApplicationCommunicator(self.app, scope)
         await app.send_input({"type": "http.request", "body": body})

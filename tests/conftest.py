@@ -67,7 +67,9 @@ def live_server_factory(tmp_path, live_db_template, openai_stub_server):
     openai_stub_server.reset()
     servers: list[LiveServer] = []
 
-    def start(env: dict[str, str] | None = None, port: int | None = None, daphne_args: tuple[str, ...] = ()) -> LiveServer:
+    def start(
+        env: dict[str, str] | None = None, port: int | None = None, daphne_args: tuple[str, ...] = ()
+    ) -> LiveServer:
         server = LiveServer(
             tmp_path,
             {

@@ -55,7 +55,11 @@ class LiveServer(ServerProcess):
     app = "chatproject.asgi:application"
 
     def __init__(
-        self, workdir: Path, env: dict[str, str] | None = None, port: int | None = None, daphne_args: tuple[str, ...] = ()
+        self,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        daphne_args: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir
         self.daphne_args = daphne_args
@@ -107,7 +111,11 @@ class LiveServer(ServerProcess):
     def new_user(self) -> tuple[str, str]:
         """A user of the caller's own in the server's database: name and password."""
         username, password = f"user-{secrets.token_hex(4)}", secrets.token_urlsafe(12)
-        self.manage("shell", "-c", f"from django.contrib.auth.models import User as U\nU.objects.create_user({username!r}, password={password!r})")
+        self.manage(
+            "shell",
+            "-c",
+            f"from django.contrib.auth.models import User as U\nU.objects.create_user({username!r}, password={password!r})",
+        )
         return username, password
 
     def spawn(self) -> "LiveServer":
@@ -149,7 +157,9 @@ class LiveServer(ServerProcess):
             return conn.execute(query, params).fetchall()
 
     def message(self, message_id: int) -> dict:
-        row = self.sql("SELECT status, content, stop_reason, error, last_seq FROM chat_message WHERE id = ?", message_id)[0]
+        row = self.sql(
+            "SELECT status, content, stop_reason, error, last_seq FROM chat_message WHERE id = ?", message_id
+        )[0]
         return dict(zip(("status", "content", "stop_reason", "error", "last_seq"), row, strict=True))
 
 
@@ -179,7 +189,9 @@ class Browserless:
 
     def post(self, path: str, data: dict | None = None) -> httpx2.Response:
         return self.http.post(
-            path, data=data or {}, headers={"X-CSRFToken": self.csrf, "HX-Request": "true", "Referer": self.base_url + "/"}
+            path,
+            data=data or {},
+            headers={"X-CSRFToken": self.csrf, "HX-Request": "true", "Referer": self.base_url + "/"},
         )
 
     def new_conversation(self, prompt: str) -> tuple[int, int]:
@@ -193,7 +205,9 @@ class Browserless:
     def page(self, conversation_id: int) -> str:
         return self.http.get(f"/c/{conversation_id}/").text
 
-    def frames(self, conversation_id: int, message_id: int, after: int = 0, limit: int | None = None) -> Iterator[Frame]:
+    def frames(
+        self, conversation_id: int, message_id: int, after: int = 0, limit: int | None = None
+    ) -> Iterator[Frame]:
         """Frames as they arrive; stops after `limit` frames or at the end of the stream."""
         url = f"/c/{conversation_id}/m/{message_id}/stream/?after={after}"
         count = 0

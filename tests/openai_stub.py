@@ -146,7 +146,9 @@ class Status:
     error_code: str | None = None
 
     def body(self) -> dict:
-        default_type, default_code = _ERROR_TYPES.get(self.code, ("server_error" if self.code >= 500 else "invalid_request_error", None))
+        default_type, default_code = _ERROR_TYPES.get(
+            self.code, ("server_error" if self.code >= 500 else "invalid_request_error", None)
+        )
         return {
             "error": {
                 "message": self.message,
@@ -396,7 +398,9 @@ class OpenAIStub:
             return
         path = target.split("?", 1)[0]
         if method != "POST" or path != CHAT_PATH:
-            await self._send_json(writer, 404, Status(404, f"stub: no route for {method} {path}", error_code="not_found").body())
+            await self._send_json(
+                writer, 404, Status(404, f"stub: no route for {method} {path}", error_code="not_found").body()
+            )
             return
         try:
             body = json.loads(raw or b"null")
@@ -416,7 +420,9 @@ class OpenAIStub:
 
     # ---------------------------------------------------------------- streaming
 
-    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reply: Stream | Timed, request: dict) -> None:
+    async def _stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reply: Stream | Timed, request: dict
+    ) -> None:
         arrival = time.time()  # the request has been read (Timed(stamp=True) reports it)
         n = next(self._ids)
         chunk_id, model = f"chatcmpl-stub-{n}", str(request.get("model") or "demo")
@@ -473,7 +479,9 @@ class OpenAIStub:
                         if part:  # an empty chunk would end the chunked body
                             await send(part)
                     else:
-                        await send(event(tool_call_chunk(part.index, id=part.id, name=part.name, arguments=part.arguments)))
+                        await send(
+                            event(tool_call_chunk(part.index, id=part.id, name=part.name, arguments=part.arguments))
+                        )
                 if reply.hang:
                     await asyncio.Event().wait()  # until the client goes away (or stop())
                 if reply.drop:

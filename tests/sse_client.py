@@ -20,7 +20,9 @@ def parse(stream: str) -> list[Frame]:
     for line in re.split(r"\r\n|\r|\n", stream):
         if line == "":
             if data:
-                frames.append(Frame(event or "message", "\n".join(data), pending_id if pending_id is not None else last_id))
+                frames.append(
+                    Frame(event or "message", "\n".join(data), pending_id if pending_id is not None else last_id)
+                )
                 last_id = pending_id if pending_id is not None else last_id
             event, data, pending_id = "", [], None
             continue

@@ -242,32 +242,74 @@ def test_the_transcript_shows_seams_branches_tools_errors_and_metrics(admin_clie
         prompt_tokens=123,
         completion_tokens=456,
     )
-    Generation.objects.create(message=answer, owner_id=answer.conversation.owner_id, text_offset=0, start_seq=0, status=Status.STOPPED,
-                              stop_reason=StopReason.USER_STOP)
-    Generation.objects.create(message=answer, owner_id=answer.conversation.owner_id, text_offset=len(first), start_seq=5, status=Status.COMPLETE)
+    Generation.objects.create(
+        message=answer,
+        owner_id=answer.conversation.owner_id,
+        text_offset=0,
+        start_seq=0,
+        status=Status.STOPPED,
+        stop_reason=StopReason.USER_STOP,
+    )
+    Generation.objects.create(
+        message=answer,
+        owner_id=answer.conversation.owner_id,
+        text_offset=len(first),
+        start_seq=5,
+        status=Status.COMPLETE,
+    )
     ToolCall.objects.create(
-        message=answer, call_id="c1", name="calculator", arguments='{"expression": "6*7"}',
-        result="42", state="ok", text_offset=len(first), start_seq=6, result_seq=7,
+        message=answer,
+        call_id="c1",
+        name="calculator",
+        arguments='{"expression": "6*7"}',
+        result="42",
+        state="ok",
+        text_offset=len(first),
+        start_seq=6,
+        result_seq=7,
     )
     Feedback.objects.create(message=answer, user=alice, rating=1, comment="spot on")
-    failed = add_exchange(conversation, "And now?", "Half an ans", status=Status.ERROR,
-                          stop_reason=StopReason.PROVIDER_ERROR, error="The provider timed out.")
+    failed = add_exchange(
+        conversation,
+        "And now?",
+        "Half an ans",
+        status=Status.ERROR,
+        stop_reason=StopReason.PROVIDER_ERROR,
+        error="The provider timed out.",
+    )
     retried = Message.objects.create(
-        conversation=conversation, role="assistant", content="A whole answer.", created_at=next_time(conversation),
+        conversation=conversation,
+        role="assistant",
+        content="A whole answer.",
+        created_at=next_time(conversation),
         parent_id=failed.parent_id,
     )
     Conversation.objects.filter(pk=conversation.pk).update(active_leaf=retried)
-    add_exchange(conversation, "Stop!", "I was cut", status=Status.INTERRUPTED,
-                 stop_reason=StopReason.SERVER_RESTART, error="The server stopped.")
+    add_exchange(
+        conversation,
+        "Stop!",
+        "I was cut",
+        status=Status.INTERRUPTED,
+        stop_reason=StopReason.SERVER_RESTART,
+        error="The server stopped.",
+    )
 
     content = admin_client.get(change_url(conversation)).content.decode()
 
     # Order of the conversation and the seam between the two attempts.
     positions = [
         content.index(text)
-        for text in ("What is 6*7?", "The first attempt said this.", "— continued here —",
-                     'data-tool="calculator"', "The continuation said that.", "And now?",
-                     "Half an ans", "A whole answer.", "I was cut")
+        for text in (
+            "What is 6*7?",
+            "The first attempt said this.",
+            "— continued here —",
+            'data-tool="calculator"',
+            "The continuation said that.",
+            "And now?",
+            "Half an ans",
+            "A whole answer.",
+            "I was cut",
+        )
     ]
     assert positions == sorted(positions)
     assert content.count("— continued here —") == 1
@@ -276,7 +318,7 @@ def test_the_transcript_shows_seams_branches_tools_errors_and_metrics(admin_clie
     assert '<pre class="tool-result">42</pre>' in content
     # The retried answer, off the branch on screen: folded away and marked.
     assert content.count('<details class="transcript-off-branch"') == 1
-    replaced = content[content.index('<details class="transcript-off-branch"'):]
+    replaced = content[content.index('<details class="transcript-off-branch"') :]
     assert replaced.index("Half an ans") < replaced.index("</details>")
     assert "alternative 1 of 2" in replaced[: replaced.index("</summary>")]
     assert "Alternative 2 of 2</strong> after" in content
@@ -441,13 +483,22 @@ def test_the_transcript_shows_every_branch_in_full(admin_client, alice):
     old = add_exchange(conversation, "Old question", "Old answer")
     add_exchange(conversation, "Old follow-up", "Old follow-up answer")
     Conversation.objects.filter(pk=conversation.pk).update(active_leaf_id=old.parent.parent_id)
-    add_exchange(conversation, "Edited question", "Edited answer", status=Status.STOPPED,
-                 stop_reason=StopReason.USER_STOP)
+    add_exchange(
+        conversation, "Edited question", "Edited answer", status=Status.STOPPED, stop_reason=StopReason.USER_STOP
+    )
 
     content = admin_client.get(change_url(conversation)).content.decode()
 
-    order = ["First prompt", "First answer", "Old question", "Old answer", "Old follow-up",
-             "Old follow-up answer", "Edited question", "Edited answer"]
+    order = [
+        "First prompt",
+        "First answer",
+        "Old question",
+        "Old answer",
+        "Old follow-up",
+        "Old follow-up answer",
+        "Edited question",
+        "Edited answer",
+    ]
     positions = [content.index(text) for text in order]
     assert positions == sorted(positions)
     folded = re.findall(r'<details class="transcript-off-branch" id="msg-(\d+)">', content)

@@ -76,8 +76,13 @@ async def _interrupted(client, conversation, stub) -> Message:
     long_ago = timezone.now() - timedelta(minutes=5)
     await Message.objects.acreate(conversation=conversation, role="user", content="Count")
     message = await Message.objects.acreate(
-        conversation=conversation, role="assistant", status="streaming", content="w0 w1 ", last_seq=2,
-        heartbeat_at=long_ago, created_at=long_ago,
+        conversation=conversation,
+        role="assistant",
+        status="streaming",
+        content="w0 w1 ",
+        last_seq=2,
+        heartbeat_at=long_ago,
+        created_at=long_ago,
     )
     await Generation.objects.acreate(message=message, owner_id=conversation.owner_id)
     page = (await client.get(f"/c/{conversation.pk}/")).content.decode()
@@ -111,7 +116,11 @@ async def test_continue_appends_to_the_same_message(kind, stub, alice_async, con
 async def test_a_stale_answers_stream_ends_promptly_with_an_error(alice_async, conversation):
     long_ago = timezone.now() - timedelta(minutes=5)
     message = await Message.objects.acreate(
-        conversation=conversation, role="assistant", status="streaming", content="partial", last_seq=1,
+        conversation=conversation,
+        role="assistant",
+        status="streaming",
+        content="partial",
+        last_seq=1,
         heartbeat_at=long_ago,
     )
     frames = await asyncio.wait_for(read_stream(alice_async, message, after=1), 5)

@@ -43,9 +43,7 @@ print(json.dumps({n: getattr(settings, n) for n in names}))
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     clean = {"PATH": os.environ.get("PATH", ""), "DJANGO_SETTINGS_MODULE": "chatproject.settings", **env}
-    return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120)
 
 
 def read_settings(env: dict[str, str]) -> dict:

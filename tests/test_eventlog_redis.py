@@ -127,7 +127,9 @@ async def test_the_same_event_twice_is_kept_once(worker_a, worker_b):
     assert await worker_b.read_after(1, 0, 0) == [text(1), text(2)]
 
 
-async def test_a_stream_that_no_longer_reaches_the_cursor_sends_the_reader_to_the_database(worker_a, worker_b, settings):
+async def test_a_stream_that_no_longer_reaches_the_cursor_sends_the_reader_to_the_database(
+    worker_a, worker_b, settings
+):
     settings.CHAT_REDIS_STREAM_MAXLEN = 3
     await publish(worker_a, 1, range(1, 7))
     assert await worker_b.read_after(1, 3, 0) == [text(4), text(5), text(6)]

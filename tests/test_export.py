@@ -34,37 +34,93 @@ def assert_round_trips(exported: dict, obj) -> None:
 @pytest.fixture
 def full_conversation(alice, admin_user) -> Conversation:
     conversation = Conversation.objects.create(
-        owner=alice, title='Quotes "and", commas\nnewlines', created_at=T0, updated_at=T0 + timedelta(hours=1),
-        flagged=True, review_note="look", reviewed_by=admin_user, reviewed_at=T0 + timedelta(days=1),
+        owner=alice,
+        title='Quotes "and", commas\nnewlines',
+        created_at=T0,
+        updated_at=T0 + timedelta(hours=1),
+        flagged=True,
+        review_note="look",
+        reviewed_by=admin_user,
+        reviewed_at=T0 + timedelta(days=1),
     )
     prompt = Message.objects.create(
         conversation=conversation, role="user", content="=1+1 and <b>html</b>", created_at=T0
     )
     failed = Message.objects.create(
-        conversation=conversation, role="assistant", content="Half", status=Status.ERROR,
-        stop_reason=StopReason.PROVIDER_ERROR, error="timeout", model="gpt-x", prompt_tokens=5,
-        completion_tokens=1, created_at=T0 + timedelta(seconds=1), last_seq=3,
+        conversation=conversation,
+        role="assistant",
+        content="Half",
+        status=Status.ERROR,
+        stop_reason=StopReason.PROVIDER_ERROR,
+        error="timeout",
+        model="gpt-x",
+        prompt_tokens=5,
+        completion_tokens=1,
+        created_at=T0 + timedelta(seconds=1),
+        last_seq=3,
     )
     answer = Message.objects.create(
-        conversation=conversation, role="assistant", content="First, then\nsecond.", model="gpt-x",
-        prompt_tokens=11, completion_tokens=22, created_at=T0 + timedelta(seconds=2),
-        first_token_at=T0 + timedelta(seconds=2.25), finished_at=T0 + timedelta(seconds=4),
-        heartbeat_at=T0 + timedelta(seconds=4), last_seq=9, flagged=True,
+        conversation=conversation,
+        role="assistant",
+        content="First, then\nsecond.",
+        model="gpt-x",
+        prompt_tokens=11,
+        completion_tokens=22,
+        created_at=T0 + timedelta(seconds=2),
+        first_token_at=T0 + timedelta(seconds=2.25),
+        finished_at=T0 + timedelta(seconds=4),
+        heartbeat_at=T0 + timedelta(seconds=4),
+        last_seq=9,
+        flagged=True,
     )
     # Two attempts at one prompt (a Retry): siblings, the second on screen.
     Message.objects.filter(pk__in=[failed.pk, answer.pk]).update(parent=prompt)
     Conversation.objects.filter(pk=conversation.pk).update(active_leaf=answer)
     owner_id = answer.conversation.owner_id
-    Generation.objects.create(message=answer, owner_id=owner_id, text_offset=0, start_seq=0, model="gpt-x", started_at=T0,
-                              status=Status.STOPPED, stop_reason=StopReason.USER_STOP, completion_tokens=3,
-                              error_detail="RateLimitError status=429: org-Kq7TzXw2")
-    Generation.objects.create(message=answer, owner_id=owner_id, text_offset=6, start_seq=4, model="gpt-x",
-                              started_at=T0 + timedelta(seconds=3), status=Status.COMPLETE)
-    ToolCall.objects.create(message=answer, call_id="call_1", name="calculator", arguments='{"expression": "2+2"}',
-                            result="4", state="ok", started_at=T0, finished_at=T0 + timedelta(milliseconds=5),
-                            text_offset=6, start_seq=5, result_seq=6)
-    ToolCall.objects.create(message=answer, call_id="call_2", name="current_time", arguments="{}",
-                            error="no clock", state="error", start_seq=7, result_seq=8)
+    Generation.objects.create(
+        message=answer,
+        owner_id=owner_id,
+        text_offset=0,
+        start_seq=0,
+        model="gpt-x",
+        started_at=T0,
+        status=Status.STOPPED,
+        stop_reason=StopReason.USER_STOP,
+        completion_tokens=3,
+        error_detail="RateLimitError status=429: org-Kq7TzXw2",
+    )
+    Generation.objects.create(
+        message=answer,
+        owner_id=owner_id,
+        text_offset=6,
+        start_seq=4,
+        model="gpt-x",
+        started_at=T0 + timedelta(seconds=3),
+        status=Status.COMPLETE,
+    )
+    ToolCall.objects.create(
+        message=answer,
+        call_id="call_1",
+        name="calculator",
+        arguments='{"expression": "2+2"}',
+        result="4",
+        state="ok",
+        started_at=T0,
+        finished_at=T0 + timedelta(milliseconds=5),
+        text_offset=6,
+        start_seq=5,
+        result_seq=6,
+    )
+    ToolCall.objects.create(
+        message=answer,
+        call_id="call_2",
+        name="current_time",
+        arguments="{}",
+        error="no clock",
+        state="error",
+        start_seq=7,
+        result_seq=8,
+    )
     Feedback.objects.create(message=answer, user=alice, rating=-1, comment="wrong", created_at=T0)
     conversation.refresh_from_db()
     return conversation
@@ -115,7 +171,10 @@ def test_csv_has_a_row_per_message(full_conversation):
         assert row["conversation_title"] == full_conversation.title
         assert row["owner"] == "alice"
         assert (row["role"], row["status"], row["stop_reason"], row["model"]) == (
-            message.role, message.status, message.stop_reason, message.model
+            message.role,
+            message.status,
+            message.stop_reason,
+            message.model,
         )
         assert row["prompt_tokens"] == ("" if message.prompt_tokens is None else str(message.prompt_tokens))
         assert row["created_at"] == message.created_at.isoformat()

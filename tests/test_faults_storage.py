@@ -95,7 +95,9 @@ def refusing_database(transactional_db):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("fast")
-async def test_a_row_the_database_refuses_fails_only_its_answer(stub, alice, alice_async, conversation, refusing_database):
+async def test_a_row_the_database_refuses_fails_only_its_answer(
+    stub, alice, alice_async, conversation, refusing_database
+):
     other = await Conversation.objects.acreate(owner=alice, title="Another chat")
     stub.script(
         Stream(["Kept. ", "Also kept. ", MARK, " never stored"], delay=0.5),
@@ -157,7 +159,9 @@ async def test_a_batch_with_a_row_that_cannot_be_stored_writes_every_other_row(c
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("fast")
 @pytest.mark.parametrize("with_tool", [False, True], ids=["text", "tool call"])
-async def test_deleting_a_conversation_mid_answer_ends_its_generation_quietly(stub, alice_async, conversation, caplog, with_tool):
+async def test_deleting_a_conversation_mid_answer_ends_its_generation_quietly(
+    stub, alice_async, conversation, caplog, with_tool
+):
     """As staff do in admin: the rows go, nobody asks the generation to stop."""
     caplog.set_level(logging.INFO, logger="chat")
     parts = ["Before. ", *(calculator_round("1 + 1") if with_tool else WORDS[:10])]

@@ -205,7 +205,9 @@ def test_a_killed_worker_of_two_loses_at_most_a_flush_interval_and_its_answer_is
         frames = watcher.rest(timeout=many_workers.HEARTBEAT_STALE + 20)
         assert frames[-1].event == "error"
         assert_tells_interrupted(frames[-1].data, partial["content"])
-        assert_tells_interrupted(wait_until_shown_interrupted(elsewhere, conversation_id, message_id), partial["content"])
+        assert_tells_interrupted(
+            wait_until_shown_interrupted(elsewhere, conversation_id, message_id), partial["content"]
+        )
 
         # Redis outlived the dead worker: its unsaved events must not be served.
         assert_interrupted_then_continued(elsewhere, second, conversation_id, message_id, partial, openai_stub_server)

@@ -188,8 +188,11 @@ def test_another_user_gets_404(route, ids, conversation, answer, bob_client):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("route", [r for r in WITH_IDS if "message_id" in r.parameters],
-                         ids=_ids(r for r in WITH_IDS if "message_id" in r.parameters))
+@pytest.mark.parametrize(
+    "route",
+    [r for r in WITH_IDS if "message_id" in r.parameters],
+    ids=_ids(r for r in WITH_IDS if "message_id" in r.parameters),
+)
 def test_another_user_gets_404_with_his_own_conversation_id(route, ids, conversation, answer, bob, bob_client):
     """A message is looked up within the conversation, not by its id alone."""
     bobs = Conversation.objects.create(owner=bob, title="Bob's chat")
@@ -199,8 +202,11 @@ def test_another_user_gets_404_with_his_own_conversation_id(route, ids, conversa
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("route", [r for r in WITH_IDS if "message_id" in r.parameters],
-                         ids=_ids(r for r in WITH_IDS if "message_id" in r.parameters))
+@pytest.mark.parametrize(
+    "route",
+    [r for r in WITH_IDS if "message_id" in r.parameters],
+    ids=_ids(r for r in WITH_IDS if "message_id" in r.parameters),
+)
 def test_a_message_id_is_404_in_the_wrong_conversation(route, ids, alice, alice_client, conversation, answer):
     other = Conversation.objects.create(owner=alice, title="Another chat")
     response = _request(alice_client, route.method, route.url(conversation_id=other.pk, message_id=ids["message_id"]))
@@ -336,8 +342,9 @@ def bobs_answer(bob) -> Message:
 
 
 @pytest.mark.django_db
-def test_a_branch_link_to_another_users_message_opens_only_ones_own_branch(alice_client, conversation, answer,
-                                                                           bobs_answer):
+def test_a_branch_link_to_another_users_message_opens_only_ones_own_branch(
+    alice_client, conversation, answer, bobs_answer
+):
     response = alice_client.get(f"{reverse('chat-conversation', args=[conversation.pk])}?at={bobs_answer.pk}")
     assert response.status_code == 200
     assert b"Bob" not in response.content

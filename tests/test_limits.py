@@ -215,7 +215,7 @@ async def test_a_long_conversation_is_cut_to_the_context_limit(stub, alice_async
 async def test_one_prompt_longer_than_the_context_limit_keeps_its_end(stub, alice_async, conversation, settings):
     settings.CHAT_MAX_CONTEXT_CHARS = 1000
     settings.CHAT_MAX_PROMPT_CHARS = 5000
-    prompt = "Read this: " + "é\"<" * 1000 + " So what is the answer?"
+    prompt = "Read this: " + 'é"<' * 1000 + " So what is the answer?"
     stub.script(Stream(["ok"]))
     message = await send(alice_async, conversation, prompt)
     assert (await finished(message.pk)).status == "complete"

@@ -53,7 +53,9 @@ STREAMING_ANSWERS = """
     SELECT count(*) FROM chat_message m JOIN chat_conversation c ON c.id = m.conversation_id
     JOIN auth_user u ON u.id = c.owner_id WHERE u.username = ? AND m.role = 'assistant' AND m.status = 'streaming'
 """
-STARTED_GENERATIONS = "SELECT count(*) FROM chat_generation g JOIN auth_user u ON u.id = g.owner_id WHERE u.username = ?"
+STARTED_GENERATIONS = (
+    "SELECT count(*) FROM chat_generation g JOIN auth_user u ON u.id = g.owner_id WHERE u.username = ?"
+)
 
 
 def _assert_concurrent_answers_held_at_three(workers: list[LiveServer], stub) -> None:

@@ -120,4 +120,3 @@ def test_stop_closes_the_provider_stream_and_keeps_the_partial(live, openai_stub
     # Stop after the end is harmless.
     assert alice.post(f"/c/{conversation_id}/m/{message_id}/stop/").status_code == 204
     assert live.message(message_id)["status"] == "stopped"
-

@@ -18,7 +18,14 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 PROMPT = "Canary prompt 7f3c9e: my bank PIN is 4821, keep it secret"
 API_KEY = "sk-canary-key-0d5b81a4e6f2"
 KEYS = {
-    "user_id", "message_id", "model", "prompt_tokens", "completion_tokens", "first_token_s", "duration_s", "outcome"
+    "user_id",
+    "message_id",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "first_token_s",
+    "duration_s",
+    "outcome",
 }
 
 
@@ -84,8 +91,15 @@ async def test_a_continue_logs_its_own_time_to_first_token(logs, stub, alice_asy
     long_ago = timezone.now() - timedelta(hours=1)
     await Message.objects.acreate(conversation=conversation, role="user", content=PROMPT, created_at=long_ago)
     cut = await Message.objects.acreate(
-        conversation=conversation, role="assistant", content="Half an ans", status="stopped", stop_reason="user_stop",
-        model="stub-model", created_at=long_ago, first_token_at=long_ago + timedelta(seconds=50), last_seq=2,
+        conversation=conversation,
+        role="assistant",
+        content="Half an ans",
+        status="stopped",
+        stop_reason="user_stop",
+        model="stub-model",
+        created_at=long_ago,
+        first_token_at=long_ago + timedelta(seconds=50),
+        last_seq=2,
     )
     stub.script(Stream(["wer."]))
     response = await alice_async.post(f"/c/{conversation.pk}/m/{cut.pk}/continue/", headers=HTMX)

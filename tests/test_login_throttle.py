@@ -62,7 +62,9 @@ def assert_locked_out(response, wait: str) -> None:
     assert response.status_code == 429
     assert response["Content-Security-Policy"] == POLICY
     page = " ".join(response.content.decode().split())
-    assert f"Too many failed attempts to log in to this account or from this address. Wait {wait}, then try again." in page
+    assert (
+        f"Too many failed attempts to log in to this account or from this address. Wait {wait}, then try again." in page
+    )
     assert "even with the right password" in page
 
 

@@ -45,7 +45,9 @@ def test_base_url_and_404(stub):
             r = await http.get(stub.base_url + "/models")
             assert r.status_code == 404
             assert "error" in r.json()
-            r = await http.post(stub.base_url + "/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+            r = await http.post(
+                stub.base_url + "/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
+            )
             assert r.status_code == 400
 
     asyncio.run(main())
@@ -66,7 +68,11 @@ def test_text_stream_finish_and_usage(stub):
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finishes == ["length"]
     assert chunks[-1].choices == []
-    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens, chunks[-1].usage.total_tokens) == (7, 3, 10)
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens, chunks[-1].usage.total_tokens) == (
+        7,
+        3,
+        10,
+    )
     assert {c.model for c in chunks} == {"stub-model"}
     assert len({c.id for c in chunks}) == 1
 
@@ -110,7 +116,12 @@ def test_tool_call_parts(stub):
     chunks = asyncio.run(main())
     deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     assert len(deltas) == 4
-    assert (deltas[0].index, deltas[0].id, deltas[0].type, deltas[0].function.name) == (0, "call_a", "function", "get_weather")
+    assert (deltas[0].index, deltas[0].id, deltas[0].type, deltas[0].function.name) == (
+        0,
+        "call_a",
+        "function",
+        "get_weather",
+    )
     assert deltas[1].id is None and deltas[1].function.name is None
     calls: dict[int, dict] = {}
     for d in deltas:

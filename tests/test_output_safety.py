@@ -31,21 +31,88 @@ from tests.sse_client import parse
 # What a finished answer may contain. Spelled out here rather than imported from
 # chat.markdown, so that allowing a new tag there is a decision made here too.
 MARKDOWN_TAGS = {
-    "p", "br", "hr", "strong", "em", "b", "i", "code", "pre", "blockquote", "ul", "ol", "li",
-    "h1", "h2", "h3", "h4", "h5", "h6", "a", "table", "thead", "tbody", "tr", "th", "td",
-    "span", "div", "del", "sup", "sub",
+    "p",
+    "br",
+    "hr",
+    "strong",
+    "em",
+    "b",
+    "i",
+    "code",
+    "pre",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "a",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "span",
+    "div",
+    "del",
+    "sup",
+    "sub",
 }
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MESSAGE_ID = 7
 
 # Pieces that matter to HTML, to SSE framing or to htmx, mixed into arbitrary text.
 HOSTILE = [
-    "\r", "\n", "\r\n", "\n\n", "\u2028", "\u2029", "\x85", "\x00", "\x0b", "\x0c", "\t", " ",
-    "<", ">", "&", '"', "'", "`", "=", "/", ":", "event:", "data:", "id:", "retry:", ": ping",
-    "event: done\ndata: pwned\n\n", "\r\ndata: <b>x</b>\r\n\r\n", "&amp;", "&#13;", "&lt;", "&#x3C;",
-    "<script>alert(1)</script>", "</span>", "</pre>", "</div>", "<!--", "-->", "<![CDATA[",
-    "<img src=x onerror=alert(1)>", '" onmouseover="alert(1)', "' hx-get='/c/new/' hx-trigger='load",
-    "{{ x }}", "{% csrf_token %}", "javascript:alert(1)",
+    "\r",
+    "\n",
+    "\r\n",
+    "\n\n",
+    "\u2028",
+    "\u2029",
+    "\x85",
+    "\x00",
+    "\x0b",
+    "\x0c",
+    "\t",
+    " ",
+    "<",
+    ">",
+    "&",
+    '"',
+    "'",
+    "`",
+    "=",
+    "/",
+    ":",
+    "event:",
+    "data:",
+    "id:",
+    "retry:",
+    ": ping",
+    "event: done\ndata: pwned\n\n",
+    "\r\ndata: <b>x</b>\r\n\r\n",
+    "&amp;",
+    "&#13;",
+    "&lt;",
+    "&#x3C;",
+    "<script>alert(1)</script>",
+    "</span>",
+    "</pre>",
+    "</div>",
+    "<!--",
+    "-->",
+    "<![CDATA[",
+    "<img src=x onerror=alert(1)>",
+    '" onmouseover="alert(1)',
+    "' hx-get='/c/new/' hx-trigger='load",
+    "{{ x }}",
+    "{% csrf_token %}",
+    "javascript:alert(1)",
 ]
 hostile_text = st.one_of(
     st.text(),
@@ -276,18 +343,59 @@ def test_tool_cards_arrive_once_each_and_inert(calls, case):
 # Finished answers: Markdown, sanitised
 
 MARKDOWN = [
-    "[x](javascript:alert(1))", "[x](JaVaScRiPt:alert(1))", "[x]( javascript:alert(1))",
-    "[x](java\tscript:alert(1))", "[x](&#106;avascript:alert(1))", "[x](javascript&colon;alert(1))",
-    "[x](data:text/html,<script>alert(1)</script>)", "[x](vbscript:msgbox(1))", "[x](file:///etc/passwd)",
-    "<javascript:alert(1)>", "<data:text/html,x>", "[x][r]\n\n[r]: javascript:alert(1)\n",
-    "[x][r]\n\n[r]: data:text/html,x \"t\"\n", "![x](javascript:alert(1))", "![x](x.png)",
-    '[x](https://ok.example/ "t\\" onmouseover=\\"alert(1)")', "<a href='javascript:alert(1)'>x</a>",
-    "<img src=x onerror=alert(1)>", "<script>alert(1)</script>", "<svg onload=alert(1)>", "<style>*{}</style>",
-    "<iframe src=//evil></iframe>", "```html\n<script>alert(1)</script>\n```\n",
+    "[x](javascript:alert(1))",
+    "[x](JaVaScRiPt:alert(1))",
+    "[x]( javascript:alert(1))",
+    "[x](java\tscript:alert(1))",
+    "[x](&#106;avascript:alert(1))",
+    "[x](javascript&colon;alert(1))",
+    "[x](data:text/html,<script>alert(1)</script>)",
+    "[x](vbscript:msgbox(1))",
+    "[x](file:///etc/passwd)",
+    "<javascript:alert(1)>",
+    "<data:text/html,x>",
+    "[x][r]\n\n[r]: javascript:alert(1)\n",
+    '[x][r]\n\n[r]: data:text/html,x "t"\n',
+    "![x](javascript:alert(1))",
+    "![x](x.png)",
+    '[x](https://ok.example/ "t\\" onmouseover=\\"alert(1)")',
+    "<a href='javascript:alert(1)'>x</a>",
+    "<img src=x onerror=alert(1)>",
+    "<script>alert(1)</script>",
+    "<svg onload=alert(1)>",
+    "<style>*{}</style>",
+    "<iframe src=//evil></iframe>",
+    "```html\n<script>alert(1)</script>\n```\n",
     "```\n</code></pre><script>x</script>\n```\n",
-    "`<b onclick=x>`", "[ok](http://ok.example/)", "[mail](mailto:a@b.example)", "<https://ok.example>",
-    "|a|b|\n|-|-|\n|<script>|[x](javascript:y)|\n", "\n", "\n\n", "    ", "*", "_", "#", "> ", "- ", "1. ",
-    "&", "&lt;", "&#x6A;", '"', "'", "(", ")", "[", "]", "!", "<", ">", ":", "\x00", "\r",
+    "`<b onclick=x>`",
+    "[ok](http://ok.example/)",
+    "[mail](mailto:a@b.example)",
+    "<https://ok.example>",
+    "|a|b|\n|-|-|\n|<script>|[x](javascript:y)|\n",
+    "\n",
+    "\n\n",
+    "    ",
+    "*",
+    "_",
+    "#",
+    "> ",
+    "- ",
+    "1. ",
+    "&",
+    "&lt;",
+    "&#x6A;",
+    '"',
+    "'",
+    "(",
+    ")",
+    "[",
+    "]",
+    "!",
+    "<",
+    ">",
+    ":",
+    "\x00",
+    "\r",
 ]
 hostile_markdown = st.one_of(
     st.text(),
@@ -340,11 +448,37 @@ HOSTILE_ID = '"><script>alert(6)</script>'
 HOSTILE_QUERY = "</pre><script>alert(7)</script>\n\nevent: done\ndata: x"
 AFTER_TOOLS = ["Done: ", "<svg onload=alert(8)>", " [x](data:text/html,hi)"]
 PAGE_TAGS = MARKDOWN_TAGS | {
-    "html", "head", "meta", "title", "link", "body", "article", "div", "details", "summary", "p", "form",
-    "button", "input", "textarea", "label", "aside", "nav", "main", "header", "section", "time", "ul", "li",
-    "span", "a", "h1", "h2",
+    "html",
+    "head",
+    "meta",
+    "title",
+    "link",
+    "body",
+    "article",
+    "div",
+    "details",
+    "summary",
+    "p",
+    "form",
+    "button",
+    "input",
+    "textarea",
+    "label",
+    "aside",
+    "nav",
+    "main",
+    "header",
+    "section",
+    "time",
+    "ul",
+    "li",
+    "span",
+    "a",
+    "h1",
+    "h2",
     # The template's own icons; model output cannot make these (see MARKDOWN_TAGS).
-    "svg", "path",
+    "svg",
+    "path",
 }
 
 
@@ -368,15 +502,22 @@ async def test_hostile_model_and_tool_output_is_inert_end_to_end(stub, alice_asy
     frames = await read_stream(alice_async, message)
     kinds = [f.event for f in frames]
     assert kinds == (
-        ["text_delta"] * len(HOSTILE_PARTS) + ["tool_start"] * 2 + ["tool_result"] * 2
-        + ["text_delta"] * len(AFTER_TOOLS) + ["done"]
+        ["text_delta"] * len(HOSTILE_PARTS)
+        + ["tool_start"] * 2
+        + ["tool_result"] * 2
+        + ["text_delta"] * len(AFTER_TOOLS)
+        + ["done"]
     )
     assert [int(f.id) for f in frames] == list(range(1, len(frames) + 1))
     assert texts(frames) == shown("".join(HOSTILE_PARTS), "".join(AFTER_TOOLS))
     for frame in frames[:-1]:
         assert_inert(tree(frame.data), allowed_tags=MARKDOWN_TAGS | {"details", "summary"})
     cards = [
-        c for f in frames if f.event.startswith("tool_") for c in tree(f.data).walk() if "tool-card" in c.attrs.get("class", "")
+        c
+        for f in frames
+        if f.event.startswith("tool_")
+        for c in tree(f.data).walk()
+        if "tool-card" in c.attrs.get("class", "")
     ]
     names = sorted(card.find("span", "tool-name").text() for card in cards)
     assert names == sorted([HOSTILE_NAME, "search_conversations"] * 2)

@@ -27,7 +27,11 @@ FAILURES = {
     "dropped mid-stream": (Stream(PARTIAL, drop=True), "".join(PARTIAL), "connection to the model provider was lost"),
     "no finish reason": (Stream(PARTIAL, finish_reason=None), "".join(PARTIAL), "ended without finishing"),
     "silent provider": (Stream(PARTIAL, hang=True), "".join(PARTIAL), "sent nothing for"),
-    "error event mid-stream": (Stream(PARTIAL, error="The model is overloaded"), "".join(PARTIAL), "reported an error while"),
+    "error event mid-stream": (
+        Stream(PARTIAL, error="The model is overloaded"),
+        "".join(PARTIAL),
+        "reported an error while",
+    ),
 }
 
 
@@ -133,14 +137,20 @@ SAYING_FAILURES = {
     "server error": (Status(500, SECRET_BODY), "unavailable right now"),
     "authentication": (Status(401, SECRET_BODY), "did not accept this site"),
     "refused": (Status(403, SECRET_BODY), "refused to answer this request"),
-    "content policy": (Status(400, SECRET_BODY, error_code="content_policy_violation"), "refused to answer this request"),
+    "content policy": (
+        Status(400, SECRET_BODY, error_code="content_policy_violation"),
+        "refused to answer this request",
+    ),
     "no such model": (Status(404, SECRET_BODY), "does not offer the model"),
     "bad request": (Status(400, SECRET_BODY), "could not process this request"),
     "unprocessable": (Status(422, SECRET_BODY), "could not process this request"),
     "context too long": (Status(400, SECRET_BODY, error_code="context_length_exceeded"), "too long for the model"),
     "error mid-stream": (Stream(PARTIAL, error=SECRET_BODY), "reported an error while"),
     "unreadable chunk": (Stream([*PARTIAL, f"data: {{{SECRET_BODY}\n\n".encode()]), "could not be read"),
-    "error in an error": (Stream([*PARTIAL, f'data: {{"error": {{"error": "{SECRET_BODY}"}}}}\n\n'.encode()]), "reported an error while"),
+    "error in an error": (
+        Stream([*PARTIAL, f'data: {{"error": {{"error": "{SECRET_BODY}"}}}}\n\n'.encode()]),
+        "reported an error while",
+    ),
 }
 
 

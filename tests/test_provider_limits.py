@@ -72,7 +72,9 @@ async def test_tool_calls_up_to_the_limit_all_run(stub, alice_async, conversatio
 
 async def test_a_5_mb_tool_argument_ends_the_answer_and_is_not_stored(stub, alice_async, conversation):
     pieces = [ToolCallPart(0, arguments="x" * 65536) for _ in range(80)]
-    stub.script(Stream([BEFORE, ToolCallPart(0, id="call_big", name="calculator"), *pieces], finish_reason="tool_calls"))
+    stub.script(
+        Stream([BEFORE, ToolCallPart(0, id="call_big", name="calculator"), *pieces], finish_reason="tool_calls")
+    )
     message = await send(alice_async, conversation, "Something big")
     await ended_by_limit(alice_async, message, "The model sent tool arguments longer than 50,000 characters")
     assert await ToolCall.objects.filter(message=message).acount() == 0
@@ -217,4 +219,3 @@ async def test_a_deeply_nested_markdown_answer_still_shows(stub, alice_async, co
     response = await alice_async.get(f"/c/{conversation.pk}/")
     assert response.status_code == 200
     assert "deep" in response.content.decode()
-

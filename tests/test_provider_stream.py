@@ -16,7 +16,9 @@ def _response(pieces: list[bytes]) -> httpx2.Response:
         for piece in pieces:
             yield piece
 
-    return httpx2.Response(200, content=body(), request=httpx2.Request("POST", "http://provider.invalid/v1/chat/completions"))
+    return httpx2.Response(
+        200, content=body(), request=httpx2.Request("POST", "http://provider.invalid/v1/chat/completions")
+    )
 
 
 async def _read(pieces: list[bytes], max_line_bytes: int = 1_000_000, max_bytes: int = 10**8) -> list[dict]:
@@ -109,7 +111,9 @@ async def test_a_long_line_in_small_pieces_is_worked_on_once(monkeypatch, size):
 async def test_a_line_or_event_over_the_limit_is_refused(body):
     for piece in (10, len(body)):
         with pytest.raises(LineTooLong):
-            await _read([_data({"n": 1}), *(body[i : i + piece] for i in range(0, len(body), piece))], max_line_bytes=1000)
+            await _read(
+                [_data({"n": 1}), *(body[i : i + piece] for i in range(0, len(body), piece))], max_line_bytes=1000
+            )
 
 
 async def test_a_line_at_the_limit_is_read_and_one_byte_more_is_not():

@@ -19,6 +19,7 @@ from tests.asgi_browser import Browser
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+
 async def _journey(app, admin_user) -> list:
     """What a person does: log in (refused without the CSRF token), look around,
     change something in the admin (a message on the next page), log out."""
@@ -32,10 +33,22 @@ async def _journey(app, admin_user) -> list:
     seen.append(await browser.request("GET", "/"))
     seen.append(await browser.request("GET", "/no-such-page/"))
     token = browser.cookies["csrftoken"]
-    change = {"csrfmiddlewaretoken": token, "username": "boss", "is_active": "on", "is_staff": "on",
-              "is_superuser": "on", "last_login_0": "", "last_login_1": "", "date_joined_0": "2026-01-01",
-              "date_joined_1": "00:00:00", "initial-date_joined_0": "2026-01-01", "initial-date_joined_1": "00:00:00",
-              "first_name": "Pat", "last_name": "", "email": ""}
+    change = {
+        "csrfmiddlewaretoken": token,
+        "username": "boss",
+        "is_active": "on",
+        "is_staff": "on",
+        "is_superuser": "on",
+        "last_login_0": "",
+        "last_login_1": "",
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+        "initial-date_joined_0": "2026-01-01",
+        "initial-date_joined_1": "00:00:00",
+        "first_name": "Pat",
+        "last_name": "",
+        "email": "",
+    }
     seen.append(await browser.request("POST", f"/admin/auth/user/{admin_user.pk}/change/", change))
     seen.append(await browser.request("GET", "/admin/auth/user/"))
     seen.append(await browser.request("POST", "/accounts/logout/", {"csrfmiddlewaretoken": token}))
@@ -83,13 +96,18 @@ def test_what_the_serving_tweaks_depend_on_is_what_was_verified():
     disconnect listener still ends the request; then update the fingerprints and
     VERIFIED_ON."""
     assert django.VERSION[:2] == VERIFIED_ON, f"chat/serving/ was verified on Django {VERIFIED_ON}"
-    seen = {name: hashlib.sha256(inspect.getsource(import_string(name)).encode()).hexdigest()[:16] for name in VERIFIED_SOURCES}
+    seen = {
+        name: hashlib.sha256(inspect.getsource(import_string(name)).encode()).hexdigest()[:16]
+        for name in VERIFIED_SOURCES
+    }
     assert seen == VERIFIED_SOURCES
     assert {_django_path(cls.__bases__[-1]) for cls in ON_THE_LOOP} <= set(VERIFIED_SOURCES)
 
 
 async def test_every_django_middleware_in_the_settings_runs_on_the_loop(settings):
-    assert [p for p in settings.MIDDLEWARE if p.startswith(("django.", "django_htmx."))] == [], "one would hop to a thread"
+    assert [p for p in settings.MIDDLEWARE if p.startswith(("django.", "django_htmx."))] == [], (
+        "one would hop to a thread"
+    )
     for cls in ON_THE_LOOP:
         assert (cls.async_capable, cls.sync_capable) == (True, False)
         assert _django_path(cls) in settings.MIDDLEWARE
@@ -145,10 +163,14 @@ async def test_a_logged_in_async_view_makes_no_trip_but_its_own_queries(monkeypa
 
     user = await django_user_model.objects.acreate_user("pat", password="pat-password")
     conversation = await Conversation.objects.acreate(owner=user, title="A chat")
-    answer = await Message.objects.acreate(conversation=conversation, role=Message.Role.ASSISTANT, status=Status.COMPLETE)
+    answer = await Message.objects.acreate(
+        conversation=conversation, role=Message.Role.ASSISTANT, status=Status.COMPLETE
+    )
     browser = Browser(served)
     token = await browser.csrf_token()
-    await browser.request("POST", "/accounts/login/", {"username": "pat", "password": "pat-password", "csrfmiddlewaretoken": token})
+    await browser.request(
+        "POST", "/accounts/login/", {"username": "pat", "password": "pat-password", "csrfmiddlewaretoken": token}
+    )
     trips = _count_trips(monkeypatch)
     form = {"csrfmiddlewaretoken": browser.cookies["csrftoken"]}
     status, headers, *_ = await browser.request("POST", f"/c/{conversation.pk}/m/{answer.pk}/stop/", form)

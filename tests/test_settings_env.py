@@ -40,7 +40,9 @@ def refused(env: dict[str, str]) -> str:
 
 def test_it_starts_with_postgresql_and_redis_urls():
     # Nothing connects at start-up: the servers need not be running.
-    result = start({"DATABASE_URL": "postgres://chat@db.example:5432/chat", "REDIS_URL": "redis://cache.example:6379/0"})
+    result = start(
+        {"DATABASE_URL": "postgres://chat@db.example:5432/chat", "REDIS_URL": "redis://cache.example:6379/0"}
+    )
     assert result.returncode == 0, result.stderr
     result = start({"DATABASE_URL": "postgresql://chat@db.example/chat", "REDIS_URL": "unix:///run/redis.sock?db=2"})
     assert result.returncode == 0, result.stderr
@@ -63,7 +65,8 @@ def test_a_url_of_another_kind_is_refused_with_its_name(name, url, schemes):
 
 
 @pytest.mark.parametrize(
-    ("name", "url"), [("DATABASE_URL", "postgres://chat@db.example:port/chat"), ("REDIS_URL", "redis://cache.example:port/0")]
+    ("name", "url"),
+    [("DATABASE_URL", "postgres://chat@db.example:port/chat"), ("REDIS_URL", "redis://cache.example:port/0")],
 )
 def test_a_malformed_url_is_refused_with_its_name(name, url):
     assert name in refused({name: url})

@@ -49,7 +49,9 @@ def test_a_rename_and_a_feedback_comment_store_a_nul_as_a_replacement_character(
     conversation.refresh_from_db()
     assert conversation.title == "Trip\ufffd plans"
 
-    answer = Message.objects.create(conversation=conversation, role="assistant", status="complete", content="An answer.")
+    answer = Message.objects.create(
+        conversation=conversation, role="assistant", status="complete", content="An answer."
+    )
     url = f"/c/{conversation.pk}/m/{answer.pk}/feedback/"
     response = alice_client.post(url, {"rating": "-1", "comment": "Wrong\x00"}, headers=HTMX)
     assert response.status_code == 200
@@ -80,7 +82,9 @@ def echo_tool():
     registry._REGISTRY.pop("echo")
 
 
-async def test_tool_calls_and_results_that_cannot_be_stored_are_stored_replaced(stub, alice_async, conversation, echo_tool):
+async def test_tool_calls_and_results_that_cannot_be_stored_are_stored_replaced(
+    stub, alice_async, conversation, echo_tool
+):
     escaped = json.dumps({"text": HOSTILE})  # \u0000 and \ud800 as JSON escapes, as a provider sends them
     stub.script(
         Stream(

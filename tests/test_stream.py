@@ -149,7 +149,9 @@ async def test_partial_text_reaches_the_database_while_streaming(stub, alice_asy
 
 
 @pytest.mark.parametrize("delay", [0.02, 0.002], ids=["50 tokens/s", "500 tokens/s"])
-async def test_text_is_written_by_the_clock_never_by_the_token(delay, stub, alice_async, conversation, settings, caplog):
+async def test_text_is_written_by_the_clock_never_by_the_token(
+    delay, stub, alice_async, conversation, settings, caplog
+):
     """Writes follow the answer's duration (one per flush interval at most, plus
     the final save), whatever the token rate."""
     settings.CHAT_FLUSH_INTERVAL = 0.1
@@ -159,7 +161,11 @@ async def test_text_is_written_by_the_clock_never_by_the_token(delay, stub, alic
     message = await send(alice_async, conversation, "Count")
     stored = await finished(message.pk)
     assert stored.content == "tok " * tokens
-    [line] = [json.loads(r.getMessage().removeprefix("answer ")) for r in caplog.records if r.getMessage().startswith("answer ")]
+    [line] = [
+        json.loads(r.getMessage().removeprefix("answer "))
+        for r in caplog.records
+        if r.getMessage().startswith("answer ")
+    ]
     # The final save is two statements (the message and its generation). One
     # write per token would be 30 or 300 here.
     flushes = line["db_writes"] - 2
@@ -217,7 +223,9 @@ async def test_the_last_frame_of_a_live_stream_is_the_stored_answer(script, stub
     message = await send(alice_async, conversation, "Go")
     live = await read_stream(alice_async, message)
     stored = await finished(message.pk)
-    [from_database] = parse(await stream._terminal_frame(await Message.objects.select_related("conversation").aget(pk=stored.pk)))
+    [from_database] = parse(
+        await stream._terminal_frame(await Message.objects.select_related("conversation").aget(pk=stored.pk))
+    )
     assert (live[-1].event, live[-1].id, live[-1].data) == (from_database.event, from_database.id, from_database.data)
     assert live[-1].event == ("error" if stored.status == "error" else "done")
     # And the live frame is the generation's rendering, not the database fallback.

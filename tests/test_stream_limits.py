@@ -32,10 +32,18 @@ REPLACED = "too many answers open in other tabs or windows"
 
 def _scope(path: str, client: AsyncClient) -> dict:
     return {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
         "headers": [(b"host", b"testserver"), (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())],
-        "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
     }
 
 

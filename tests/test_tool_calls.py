@@ -56,13 +56,21 @@ async def test_a_streamed_tool_call_runs_and_its_result_goes_back_to_the_model(s
     assert followup[-2]["role"] == "assistant"
     assert followup[-2]["tool_calls"][0]["function"]["name"] == "calculator"
     assert followup[-1] == {"role": "tool", "tool_call_id": "call_1", "content": "8"}
-    assert {t["function"]["name"] for t in stub.requests[0]["tools"]} >= {"calculator", "current_time", "search_conversations"}
+    assert {t["function"]["name"] for t in stub.requests[0]["tools"]} >= {
+        "calculator",
+        "current_time",
+        "search_conversations",
+    }
 
 
 async def test_two_parallel_calls_both_run(stub, alice_async, conversation):
     stub.script(
         Stream(
-            [*calculator_round("1 + 1", "call_a", 0), ToolCallPart(1, id="call_b", name="current_time"), ToolCallPart(1, arguments='{"timezone": "Asia/Tokyo"}')],
+            [
+                *calculator_round("1 + 1", "call_a", 0),
+                ToolCallPart(1, id="call_b", name="current_time"),
+                ToolCallPart(1, arguments='{"timezone": "Asia/Tokyo"}'),
+            ],
             finish_reason="tool_calls",
         ),
         Stream(["Done."]),
@@ -75,7 +83,10 @@ async def test_two_parallel_calls_both_run(stub, alice_async, conversation):
     assert events[4:] == ["text_delta", "done"]
     await finished(message.pk)
     calls = [c async for c in ToolCall.objects.filter(message=message).order_by("start_seq")]
-    assert [(c.call_id, c.name, c.state) for c in calls] == [("call_a", "calculator", "ok"), ("call_b", "current_time", "ok")]
+    assert [(c.call_id, c.name, c.state) for c in calls] == [
+        ("call_a", "calculator", "ok"),
+        ("call_b", "current_time", "ok"),
+    ]
     assert calls[0].result == "2"
     assert "Asia/Tokyo" in calls[1].result
     tool_messages = [m for m in stub.requests[1]["messages"] if m["role"] == "tool"]
@@ -84,7 +95,9 @@ async def test_two_parallel_calls_both_run(stub, alice_async, conversation):
 
 async def test_calls_that_reuse_index_zero_are_told_apart_by_id(stub, alice_async, conversation):
     stub.script(
-        Stream(calculator_round("3 * 3", "call_x", 0) + calculator_round("4 * 4", "call_y", 0), finish_reason="tool_calls"),
+        Stream(
+            calculator_round("3 * 3", "call_x", 0) + calculator_round("4 * 4", "call_y", 0), finish_reason="tool_calls"
+        ),
         Stream(["9 and 16."]),
     )
     message = await send(alice_async, conversation, "Squares")
@@ -137,7 +150,10 @@ async def test_a_tool_that_runs_too_long_times_out(stub, alice_async, conversati
 async def test_an_unknown_tool_or_bad_arguments_are_reported(stub, alice_async, conversation):
     stub.script(
         Stream(
-            [ToolCallPart(0, id="c1", name="no_such_tool", arguments="{}"), ToolCallPart(1, id="c2", name="calculator", arguments="{not json")],
+            [
+                ToolCallPart(0, id="c1", name="no_such_tool", arguments="{}"),
+                ToolCallPart(1, id="c2", name="calculator", arguments="{not json"),
+            ],
             finish_reason="tool_calls",
         ),
         Stream(["Sorry."]),
@@ -207,7 +223,9 @@ async def test_a_cursor_inside_a_tool_call_resumes_with_its_result(stub, alice_a
     assert [f.id for f in frames] == [f.id for f in everything[int(start.id) :]]
 
 
-async def test_the_stream_builds_the_page_rendered_at_its_last_event_tool_cards_in_place(stub, alice_async, conversation):
+async def test_the_stream_builds_the_page_rendered_at_its_last_event_tool_cards_in_place(
+    stub, alice_async, conversation
+):
     stub.script(
         Stream(
             ["Let me **compute**", " it:\n\n- first\n", "- sec", "ond", *calculator_round("2 + 2 * 3")],

@@ -19,7 +19,9 @@ TIMEOUT = 10
 INTERVAL = 0.05
 
 
-def wait_until(condition: Callable[[], T], *, timeout: float = TIMEOUT, interval: float = INTERVAL, message: str = "") -> T:
+def wait_until(
+    condition: Callable[[], T], *, timeout: float = TIMEOUT, interval: float = INTERVAL, message: str = ""
+) -> T:
     """The first true value of `condition()`; fails the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):
@@ -29,7 +31,11 @@ def wait_until(condition: Callable[[], T], *, timeout: float = TIMEOUT, interval
 
 
 async def wait_until_async(
-    condition: Callable[[], T | Awaitable[T]], *, timeout: float = TIMEOUT, interval: float = INTERVAL, message: str = ""
+    condition: Callable[[], T | Awaitable[T]],
+    *,
+    timeout: float = TIMEOUT,
+    interval: float = INTERVAL,
+    message: str = "",
 ) -> T:
     """wait_until on the event loop; `condition` may be a coroutine function."""
     deadline = time.monotonic() + timeout

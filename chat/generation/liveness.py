@@ -25,7 +25,9 @@ def stale_before():
 
 def _stale_filter() -> Q:
     before = stale_before()
-    return Q(status=Status.STREAMING) & (Q(heartbeat_at__lt=before) | Q(heartbeat_at__isnull=True, created_at__lt=before))
+    return Q(status=Status.STREAMING) & (
+        Q(heartbeat_at__lt=before) | Q(heartbeat_at__isnull=True, created_at__lt=before)
+    )
 
 
 async def interrupt_if_stale(message: Message) -> bool:

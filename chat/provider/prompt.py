@@ -129,7 +129,11 @@ def assistant_turn(message: Message, tool_calls: list[ToolCall]) -> list[dict]:
                 "role": "assistant",
                 "content": text or None,
                 "tool_calls": [
-                    {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments or "{}"}}
+                    {
+                        "id": c.call_id,
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": c.arguments or "{}"},
+                    }
                     for c in calls
                 ],
             }

@@ -167,9 +167,13 @@ async def read_reply(body: dict, reply: Reply, on_text: Callable[[str], Awaitabl
                     if text:
                         await on_text(text)
     except stream.LineTooLong:
-        raise OutputLimit(f"The model provider sent more than {max_line_bytes:,} bytes in one piece; stopped here.") from None
+        raise OutputLimit(
+            f"The model provider sent more than {max_line_bytes:,} bytes in one piece; stopped here."
+        ) from None
     except stream.ResponseTooLarge:
-        raise OutputLimit(f"The model provider sent more than {max_bytes:,} bytes in one reply; stopped here.") from None
+        raise OutputLimit(
+            f"The model provider sent more than {max_bytes:,} bytes in one reply; stopped here."
+        ) from None
     except (TimeoutError, httpx2.TimeoutException) as exc:
         # Ours, or the client's read timeout (the same length) if it fired first.
         raise ProviderFailure(f"The model provider sent nothing for {idle:g} seconds.", error_detail(exc)) from None

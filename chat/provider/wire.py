@@ -9,7 +9,9 @@ import time
 from typing import Any
 
 
-def chunk(delta: dict[str, Any], *, finish_reason: str | None = None, model: str = "demo", id: str = "chatcmpl-demo") -> dict:
+def chunk(
+    delta: dict[str, Any], *, finish_reason: str | None = None, model: str = "demo", id: str = "chatcmpl-demo"
+) -> dict:
     return {
         "id": id,
         "object": "chat.completion.chunk",
@@ -27,7 +29,9 @@ def role_chunk(**kwargs: Any) -> dict:
     return chunk({"role": "assistant", "content": ""}, **kwargs)
 
 
-def tool_call_chunk(index: int, *, id: str | None = None, name: str | None = None, arguments: str = "", **kwargs: Any) -> dict:
+def tool_call_chunk(
+    index: int, *, id: str | None = None, name: str | None = None, arguments: str = "", **kwargs: Any
+) -> dict:
     call: dict[str, Any] = {"index": index, "function": {"arguments": arguments}}
     if id is not None:
         call["id"] = id

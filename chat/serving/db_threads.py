@@ -30,9 +30,7 @@ from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
 from django.urls import reverse
 
-_executors = [
-    ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"db-{i}") for i in range(settings.CHAT_DB_THREADS)
-]
+_executors = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"db-{i}") for i in range(settings.CHAT_DB_THREADS)]
 _turn = itertools.cycle(_executors)
 _staff_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-staff")
 

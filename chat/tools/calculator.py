@@ -257,7 +257,7 @@ register(
             "properties": {
                 "expression": {
                     "type": "string",
-                    "description": "The expression in Python-like syntax, e.g. \"(3 + 4) * 2 ** 10 / sqrt(2)\". "
+                    "description": 'The expression in Python-like syntax, e.g. "(3 + 4) * 2 ** 10 / sqrt(2)". '
                     f"At most {MAX_LENGTH} characters.",
                 },
             },

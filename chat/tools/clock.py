@@ -85,16 +85,16 @@ register(
         name="current_time",
         description=(
             "Get the current date, day of the week and time in a time zone. Call this whenever the answer depends "
-            "on today's date or the time of day (\"what day is it\", \"how many days until ...\", ages, deadlines): "
+            'on today\'s date or the time of day ("what day is it", "how many days until ...", ages, deadlines): '
             "your own idea of the current date is out of date. Returns e.g. "
-            "\"Saturday 21 November 2026, 14:05:09 CET (UTC+01:00), Europe/Paris\"."
+            '"Saturday 21 November 2026, 14:05:09 CET (UTC+01:00), Europe/Paris".'
         ),
         parameters={
             "type": "object",
             "properties": {
                 "timezone": {
                     "type": "string",
-                    "description": "IANA time zone name, e.g. \"Europe/Paris\", \"America/New_York\", \"Asia/Tokyo\". "
+                    "description": 'IANA time zone name, e.g. "Europe/Paris", "America/New_York", "Asia/Tokyo". '
                     f"Defaults to {DEFAULT_ZONE}. Use the user's zone if you know it.",
                 },
             },

@@ -58,9 +58,7 @@ async def _run(args: dict, ctx: ToolContext) -> str:
     results = await sync_to_async(search)(ctx.user_id, query, exclude_conversation=ctx.conversation_id)
     if not results:
         return f"No earlier messages mention {query!r}."
-    lines = [
-        f"- [{r['conversation']}]({r['link']}) ({r['date']}, {r['role']}): {r['snippet']}" for r in results
-    ]
+    lines = [f"- [{r['conversation']}]({r['link']}) ({r['date']}, {r['role']}): {r['snippet']}" for r in results]
     return f"Earlier messages that mention {query!r}:\n" + "\n".join(lines)
 
 

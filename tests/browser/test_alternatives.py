@@ -60,7 +60,9 @@ def test_edit_a_prompt_page_back_to_the_old_branch_and_reload(chat, openai_stub_
     _answer(page, "Then more.")
     assert _shown_answers(page) == ["The old answer.", "Then more."]
     assert [m["content"] for m in openai_stub_server.requests[-1]["messages"][1:]] == [
-        "What is old?", "The old answer.", "And then?"
+        "What is old?",
+        "The old answer.",
+        "And then?",
     ]
     assert chat.console_errors == []
 

@@ -27,9 +27,7 @@ def test_hostile_model_output_is_shown_as_text_and_runs_nothing(chat, openai_stu
     # While streaming: the markup is on screen as text, and the fake `done`
     # inside a token did not end the stream.
     live = page.locator(".msg.assistant .msg-body.live")
-    page.wait_for_function(
-        "() => (document.querySelector('.msg-body.live') || {}).textContent?.includes('the end')"
-    )
+    page.wait_for_function("() => (document.querySelector('.msg-body.live') || {}).textContent?.includes('the end')")
     text = live.inner_text()
     assert SCRIPT in text and IMAGE in text and "event: done\ndata: x" in text
     assert page.locator('.msg.assistant[data-status="streaming"]').count() == 1

@@ -26,9 +26,7 @@ def test_a_reload_mid_answer_shows_exactly_the_stored_answer(chat, openai_stub_s
     openai_stub_server.script(Stream(WORDS, delay=0.08))
     chat.send("Count for me")
     page.wait_for_url("**/c/*/")
-    page.wait_for_function(
-        "() => (document.querySelector('.msg-body.live') || {}).textContent?.includes('word8 ')"
-    )
+    page.wait_for_function("() => (document.querySelector('.msg-body.live') || {}).textContent?.includes('word8 ')")
     page.add_init_script(RECORD_LIVE_TEXT)
     page.reload()
     message_id = chat.answer_id()
@@ -84,9 +82,7 @@ def test_stop_then_continue_makes_one_answer(chat, openai_stub_server):
     openai_stub_server.script(Stream(WORDS, delay=0.1), Stream(["and ", "the ", "rest."], delay=0.1))
     chat.send("Count slowly")
     page.wait_for_url("**/c/*/")
-    page.wait_for_function(
-        "() => (document.querySelector('.msg-body.live') || {}).textContent?.includes('word3 ')"
-    )
+    page.wait_for_function("() => (document.querySelector('.msg-body.live') || {}).textContent?.includes('word3 ')")
     page.locator("#composer .stop").click()
     chat.wait_status("stopped")
     message_id = chat.answer_id()
@@ -114,9 +110,7 @@ def test_a_server_crash_shows_reconnecting_then_interrupted_and_continue_finishe
     openai_stub_server.script(Stream(WORDS, delay=0.1))
     chat.send("Count for me")
     page.wait_for_url("**/c/*/")
-    page.wait_for_function(
-        "() => (document.querySelector('.msg-body.live') || {}).textContent?.includes('word5 ')"
-    )
+    page.wait_for_function("() => (document.querySelector('.msg-body.live') || {}).textContent?.includes('word5 ')")
     message_id = chat.answer_id()
     chat.live.kill()
     page.locator(".msg.assistant.reconnecting .when-reconnecting").wait_for(state="visible")

@@ -43,7 +43,9 @@ def test_each_answer_opens_its_stream_once(chat, openai_stub_server):
     assert len(set(streams)) == 3  # one per answer, each its own message
 
 
-def test_a_tab_whose_stream_another_replaced_says_so_and_does_not_reconnect(open_chat, live_server_factory, openai_stub_server):
+def test_a_tab_whose_stream_another_replaced_says_so_and_does_not_reconnect(
+    open_chat, live_server_factory, openai_stub_server
+):
     """One stream per user here: the tab opened last follows the answer; the other
     shows the text so far and a notice to reload, and asks for no stream again."""
     server = live_server_factory({"CHAT_MAX_STREAMS_PER_USER": "1"})
@@ -51,7 +53,9 @@ def test_a_tab_whose_stream_another_replaced_says_so_and_does_not_reconnect(open
     first = open_chat(server=server)
     first.send("Take your time")
     first.page.wait_for_url("**/c/*/")
-    first.page.wait_for_function("() => (document.querySelector('.msg-body.live') || {}).textContent?.includes('there')")
+    first.page.wait_for_function(
+        "() => (document.querySelector('.msg-body.live') || {}).textContent?.includes('there')"
+    )
 
     second = open_chat(server=server)
     second.page.goto(first.page.url)

@@ -16,8 +16,7 @@ class Command(BaseCommand):
         User = get_user_model()
         if User.objects.exists():
             self.stdout.write(
-                "Log in with your existing user. Forgot the password? "
-                f"python manage.py changepassword {username}"
+                f"Log in with your existing user. Forgot the password? python manage.py changepassword {username}"
             )
             return
         password = secrets.token_urlsafe(12)
