@@ -48,7 +48,9 @@ async def _some_text_stored(message: Message, timeout: float = 10) -> None:
 
 
 async def _stopped(client, conversation, stub) -> Message:
-    stub.script(Stream(SLOW, delay=0.03))
+    # It never finishes by itself (hang): on a busy machine the Stop may come
+    # after the last part, and only a stream still open can show it was closed.
+    stub.script(Stream(SLOW, delay=0.03, hang=True))
     message = await send(client, conversation, "Count")
     await _some_text_stored(message)
     response = await client.post(f"/c/{conversation.pk}/m/{message.pk}/stop/", headers=HTMX)
