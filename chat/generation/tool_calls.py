@@ -114,12 +114,6 @@ class ToolCalls:
             event = await self.publisher.publish_in_turn(events.TOOL_RESULT, data)
         self.recorder.advance(event.seq)
 
-    def close_unfinished(self, now) -> None:
-        """The answer ended: a call still running shows as it is now stored."""
-        for row in self.rows:
-            if row.state == ToolCall.State.RUNNING:
-                row.state, row.error, row.finished_at = ToolCall.State.ERROR, UNFINISHED_TOOL, now
-
 
 async def _call(name: str, arguments: str, context: ToolContext) -> str:
     tool = get_tool(name)
