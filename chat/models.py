@@ -1,5 +1,6 @@
 """What the product stores: conversations, their messages, each answer attempt
-(Generation), the tool calls an answer made, and users' feedback."""
+(Generation), the tool calls an answer made, users' feedback; and the models on
+offer (providers, their models), site-wide and personal instructions."""
 
 from django.conf import settings
 from django.db import models
@@ -28,6 +29,11 @@ class Conversation(Reviewable):
     # The last message of the branch on screen. Kept here, not in the browser, so
     # a reload, a second tab and another device show the same branch.
     active_leaf = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The model chosen in the composer, used for the conversation's next answers
+    # (none: the site's default).
+    model_option = models.ForeignKey(
+        "OfferedModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name="model"
+    )
 
     class Meta:
         ordering = ["-updated_at", "-id"]
@@ -80,7 +86,17 @@ class Message(Reviewable):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.COMPLETE, db_index=True)
     stop_reason = models.CharField(max_length=20, choices=StopReason.choices, blank=True, db_index=True)
     error = models.TextField(blank=True)
+    # The provider's name for the model that wrote the answer, and the offered
+    # model it was chosen as (none: the environment's model, or one since removed).
     model = models.CharField(max_length=100, blank=True, db_index=True)
+    model_option = models.ForeignKey(
+        "OfferedModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name="offered model"
+    )
+    # A reasoning model's thinking, streamed before (and between) its answer text;
+    # shown in a collapsible block, never sent back to the model unless its
+    # provider wants it. `reasoning_seconds`: how long it thought before answering.
+    reasoning = models.TextField(blank=True)
+    reasoning_seconds = models.FloatField(null=True, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -212,3 +228,88 @@ class Feedback(models.Model):
 
     class Meta:
         verbose_name_plural = "feedback"
+
+
+class Provider(models.Model):
+    """An OpenAI-compatible endpoint that staff offer models from."""
+
+    name = models.CharField(max_length=100, unique=True)
+    base_url = models.URLField("base URL", max_length=500, help_text="For example https://api.openai.com/v1")
+    # The key, encrypted at rest (chat/provider/secrets.py), or the name of an
+    # environment variable that holds it. Neither is ever shown back in full.
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    api_key_env = models.CharField(
+        "key from environment variable",
+        max_length=100,
+        blank=True,
+        help_text="The name of an environment variable holding the key, instead of a key kept here.",
+    )
+    send_reasoning = models.BooleanField(
+        default=False,
+        help_text="Send the model's earlier reasoning back with the conversation. Most providers "
+        "ignore it and some refuse it (HTTP 400): leave off unless the provider asks for it.",
+    )
+    enabled = models.BooleanField(default=True)
+    # The provider's GET /models, as last fetched.
+    listed_models = models.JSONField(default=list, blank=True, editable=False)
+    listed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    list_error = models.TextField(blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class OfferedModel(models.Model):
+    """A model of a provider that users may choose, with its label and defaults."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="offered_models")
+    model_id = models.CharField("model", max_length=100, help_text="The provider's name for the model.")
+    label = models.CharField(max_length=100, help_text="What users see in the model picker.")
+    enabled = models.BooleanField(default=True)
+    position = models.PositiveIntegerField(default=0, help_text="Lower comes first in the picker.")
+    context_length = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The model's context window in tokens; the history sent is trimmed to fit."
+    )
+    max_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The longest answer asked for, in tokens."
+    )
+    parameters = models.JSONField(
+        default=dict, blank=True, help_text='Sent with every request, for example {"temperature": 0.7}.'
+    )
+
+    class Meta:
+        ordering = ["position", "label", "id"]
+        constraints = [models.UniqueConstraint(fields=["provider", "model_id"], name="offered_model_once")]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class SiteSettings(models.Model):
+    """The site's settings that staff change in admin: one row."""
+
+    default_model = models.ForeignKey(OfferedModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    instructions = models.TextField(
+        "site-wide instructions",
+        blank=True,
+        help_text="The system prompt every conversation starts with; users' own instructions follow it.",
+    )
+
+    class Meta:
+        verbose_name = verbose_name_plural = "site settings"
+
+    def __str__(self) -> str:
+        return "Site settings"
+
+
+class UserSettings(models.Model):
+    """A user's own settings: their custom instructions."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_settings")
+    instructions = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "user settings"
