@@ -1,5 +1,16 @@
 """The event vocabulary of an answer, shared by the generation, the event log and
-the stream view. Every event of a message has a contiguous sequence number from 1."""
+the stream view. Every event of a message has a contiguous sequence number from 1.
+
+The five public events: `text_delta`, `tool_start`, `tool_result`, `error`,
+`done`. Next to them, `reasoning_delta` carries a reasoning model's thinking
+(`{"text": ...}`, with `"started": true` on the first piece of each stretch of
+thinking). It is an event of its own, not text: a client that knows only the
+five ignores a named event it does not listen for (and the final `done`/`error`
+HTML shows the thinking anyway), the thinking is stored apart from the answer
+(Message.reasoning) and never sent back to the model as answer text, and the
+text offsets of tool cards count answer text only. The `text_delta` that ends a
+stretch of thinking carries `thought_seconds`, the total time thought so far.
+"""
 
 import json
 from dataclasses import dataclass, field
@@ -10,8 +21,9 @@ TOOL_START = "tool_start"
 TOOL_RESULT = "tool_result"
 ERROR = "error"
 DONE = "done"
+REASONING_DELTA = "reasoning_delta"
 
-TYPES = (TEXT_DELTA, TOOL_START, TOOL_RESULT, ERROR, DONE)
+TYPES = (TEXT_DELTA, TOOL_START, TOOL_RESULT, ERROR, DONE, REASONING_DELTA)
 # After one of these the answer's stream closes.
 TERMINAL = (ERROR, DONE)
 

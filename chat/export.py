@@ -9,9 +9,11 @@ exception is the provider's own account of a failure (`error_detail`): it may ho
 masked keys, organisation ids and internal host names, and stays in admin.
 
 CSV is for spreadsheets: one row per message of every branch, with its
-`parent_id` and whether it is on the branch the user has on screen. A cell that starts like a formula
-(`=`, `+`, `-`, `@`, tab, carriage return) gets a leading `'` so opening the file
-cannot run model or user text as a formula; use the JSON for exact text.
+`parent_id`, whether it is on the branch the user has on screen, and a reasoning
+model's thinking (`reasoning`, and how long it thought) next to its answer. A
+cell that starts like a formula (`=`, `+`, `-`, `@`, tab, carriage return) gets a
+leading `'` so opening the file cannot run model or user text as a formula; use
+the JSON for exact text.
 """
 
 import csv
@@ -42,6 +44,8 @@ CSV_COLUMNS = [
     "flagged",
     "feedback_rating",
     "error",
+    "reasoning_seconds",
+    "reasoning",
     "content",
 ]
 
@@ -90,6 +94,8 @@ def conversations_as_csv(queryset: QuerySet[Conversation]) -> str:
                     int(m.flagged),
                     "" if feedback is None else feedback.rating,
                     _cell(m.error),
+                    _blank_if_none(m.reasoning_seconds),
+                    _cell(m.reasoning),
                     _cell(m.content),
                 ]
             )

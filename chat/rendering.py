@@ -51,6 +51,35 @@ def text_delta_fragment(message_id: int, data: dict) -> str:
     return appended + open_part_html(message_id, data["open"], oob=True)
 
 
+def thinking_label(seconds: float | None, *, thinking: bool) -> str:
+    if thinking:
+        return "Thinking…"
+    if seconds is None:
+        # Thought, but the time was not kept (its process died mid-thought).
+        return "Thought"
+    return f"Thought for {round(seconds)} s" if seconds >= 0.5 else "Thought for less than a second"
+
+
+def thinking_label_html(message_id: int, seconds: float | None, *, thinking: bool, oob: bool = False) -> str:
+    """The summary of the thinking block. `data-thinking` tells the page to keep
+    the block open while it says "Thinking…" and to close it when it no longer
+    does (static/chat/chat.js)."""
+    swap = ' hx-swap-oob="true"' if oob else ""
+    return (
+        f'<span class="thinking-label" id="msg-{message_id}-thinking-label"'
+        f' data-thinking="{"true" if thinking else "false"}"{swap}>{thinking_label(seconds, thinking=thinking)}</span>'
+    )
+
+
+def reasoning_delta_fragment(message_id: int, data: dict) -> str:
+    """A piece of thinking as the page takes it: escaped plain text appended to
+    the thinking block; the first of a stretch also says "Thinking…" again."""
+    text = escape_text(data.get("text", ""))
+    if data.get("started"):
+        return text + thinking_label_html(message_id, None, thinking=True, oob=True)
+    return text
+
+
 def terminal_event_type(status: str) -> str:
     return events.ERROR if status in (Status.ERROR, Status.INTERRUPTED) else events.DONE
 
@@ -109,7 +138,13 @@ def event_fragment(message_id: int, event: events.Event) -> str:
     answer, rendered by the generation or from the stored message)."""
     data = event.data
     if event.type == events.TEXT_DELTA:
-        return text_delta_fragment(message_id, data)
+        fragment = text_delta_fragment(message_id, data)
+        if "thought_seconds" in data:
+            # The first text after thinking closes the block.
+            fragment += thinking_label_html(message_id, data["thought_seconds"], thinking=False, oob=True)
+        return fragment
+    if event.type == events.REASONING_DELTA:
+        return reasoning_delta_fragment(message_id, data)
     if event.type == events.TOOL_START:
         # The text before the card is settled with it, and the open part starts afresh.
         card = ToolCard(message_id, data["call_id"], data["name"], data.get("arguments", ""), ToolCall.State.RUNNING)
@@ -188,9 +223,15 @@ def message_context(message: Message, tool_calls: list[ToolCall] | None = None) 
     segments, live = _segments(message, tool_calls)
     if live is not None:
         segments.append({"kind": "text", "html": live.settled_html})
+    # Thinking until text ends it: its time is stored then (chat/generation/recorder.py).
+    thinking = message.is_streaming and message.reasoning_seconds is None
     return {
         "m": message,
         "segments": segments,
+        "thinking": thinking,
+        "thinking_label_html": thinking_label_html(message.pk, message.reasoning_seconds, thinking=thinking),
+        # Plain text with its line breaks (chat.css), escaped as its events escape it.
+        "reasoning_html": escape_text(message.reasoning),
         "open_html": open_part_html(message.pk, live.open_parts) if live is not None else "",
         "user_text": "",
         "stream_url": reverse("chat-stream", args=args) + f"?after={message.last_seq}",

@@ -29,7 +29,7 @@ from django.views.decorators.http import require_GET
 from chat import sse
 from chat.eventlog import EventLog, get_event_log
 from chat.events import ERROR as sse_error
-from chat.events import TEXT_DELTA, Event
+from chat.events import REASONING_DELTA, TEXT_DELTA, Event
 from chat.generation.liveness import interrupt_if_stale
 from chat.live_markdown import merged
 from chat.models import Message, Status
@@ -39,7 +39,7 @@ from chat.serving.login import login_required
 
 logger = logging.getLogger("chat.stream")
 
-# A backlog this long is sent with its consecutive text deltas joined.
+# A backlog this long is sent with its consecutive text (and reasoning) deltas joined.
 COALESCE_BACKLOG = 100
 # How often a stream tells the generation somebody is still watching.
 VIEWER_TOUCH_INTERVAL = 5.0
@@ -220,16 +220,17 @@ async def answer_events(message: Message, cursor: int) -> AsyncIterator[str]:
 def _coalesced(batch: list[Event]) -> Iterator[Event]:
     """A reader far behind (a reconnect to a long answer, a slow client) gets the
     text deltas that waited together as one event with the id of the last: the
-    same text and blocks, one swap in the page instead of hundreds."""
+    same text and blocks, one swap in the page instead of hundreds. Reasoning
+    deltas likewise."""
     run: list[Event] = []
     for event in batch:
-        if event.type == TEXT_DELTA:
-            run.append(event)
-            continue
-        if run:
+        if run and event.type != run[-1].type:
             yield _joined(run)
             run = []
-        yield event
+        if event.type in (TEXT_DELTA, REASONING_DELTA):
+            run.append(event)
+        else:
+            yield event
     if run:
         yield _joined(run)
 
@@ -237,7 +238,17 @@ def _coalesced(batch: list[Event]) -> Iterator[Event]:
 def _joined(run: list[Event]) -> Event:
     if len(run) == 1:
         return run[0]
-    return Event(run[-1].seq, TEXT_DELTA, merged([e.data for e in run]))
+    datas = [e.data for e in run]
+    if run[0].type == REASONING_DELTA:
+        # Only the first of a run can start a stretch of thinking (text ends one).
+        data = {"text": "".join(d["text"] for d in datas), **({"started": True} if datas[0].get("started") else {})}
+    else:
+        data = merged(datas)
+        # The first text after thinking closes its block: at most one per run.
+        thought = [d["thought_seconds"] for d in datas if "thought_seconds" in d]
+        if thought:
+            data["thought_seconds"] = thought[-1]
+    return Event(run[-1].seq, run[0].type, data)
 
 
 def _event_frame(message_id: int, event: Event) -> str:

@@ -1,6 +1,6 @@
 """A streaming answer's body as the page builds it, in Python: from the page's
-HTML, then each text_delta and tool_start frame applied the way htmx applies it
-(chat/live_markdown.py says what the page holds). The browser test checks the
+HTML, then each text_delta, reasoning_delta and tool_start frame applied the way
+htmx applies it (chat/live_markdown.py says what the page holds). The browser test checks the
 same with htmx itself; this one lets every other test compare a stream with a
 page without a browser.
 """
@@ -15,6 +15,11 @@ _OPEN = re.compile(r'<div class="md-open" id="msg-\d+-open"(?: hx-swap-oob="true
 _RAW = re.compile(r'<span class="md-raw" id="msg-\d+-raw">([^<]*)</span>')
 _SETTLED_OOB = re.compile(r'<div hx-swap-oob="beforeend:#msg-\d+-settled">')
 _SETTLED = re.compile(r'<div class="md-settled"[^>]*>')
+_LABEL = re.compile(
+    r'<span class="thinking-label" id="msg-\d+-thinking-label" data-thinking="(true|false)"'
+    r'(?: hx-swap-oob="true")?>([^<]*)</span>'
+)
+_REASONING = re.compile(r'<div class="thinking-text" id="msg-\d+-reasoning">([^<]*)</div>')
 
 
 @dataclass
@@ -26,6 +31,11 @@ class LivePage:
     after: str = ""
     # The settled HTML without tool cards, for `text`.
     settled_text: str = ""
+    # The thinking block: its text (escaped, as the page holds it), what its
+    # label says, and whether it says "Thinking…".
+    reasoning: str = ""
+    label: str = ""
+    thinking: bool = False
 
     @classmethod
     def from_frames(cls, frames: list[Frame]) -> "LivePage":
@@ -43,11 +53,18 @@ class LivePage:
         inner = page_html[settled.end() : opened.start()].removesuffix("</div>")
         page = cls(settled=inner, settled_text=inner)
         page._set_open(page_html[opened.start() : _open_end(page_html, opened.end())])
+        if reasoning := _REASONING.search(page_html):
+            page.reasoning = reasoning[1]
+            page._take_label(page_html)
         return page
 
     def apply(self, frame: Frame) -> None:
         data = frame.data
+        if frame.event == "reasoning_delta":
+            self.reasoning += self._take_label(data)
+            return
         if frame.event == "text_delta":
+            data = self._take_label(data)
             if "<" not in data:
                 # Escaped text, appended to the raw text.
                 self.raw += data
@@ -72,6 +89,18 @@ class LivePage:
             start = self.settled.rindex("<div", 0, self.settled.index(f'id="{card_id}"'))
             end = _open_end(self.settled, self.settled.index(">", start) + 1)
             self.settled = self.settled[:start] + card + self.settled[end:]
+
+    def _take_label(self, fragment: str) -> str:
+        """The thinking block's label, swapped out of band; the rest of `fragment`."""
+        label = _LABEL.search(fragment)
+        if label is None:
+            return fragment
+        self.thinking, self.label = label[1] == "true", html.unescape(label[2])
+        return fragment[: label.start()] + fragment[label.end() :]
+
+    def reasoning_text(self) -> str:
+        """The thinking as a reader sees it."""
+        return html.unescape(self.reasoning)
 
     def _set_open(self, element: str) -> None:
         opened = _OPEN.match(element)

@@ -201,7 +201,7 @@ async def test_a_batch_that_arrives_late_never_takes_an_answer_back(alice, conve
     message = await Message.objects.acreate(
         conversation=conversation, role="assistant", status="complete", content="The whole answer.", last_seq=9
     )
-    await sync_to_async(recorder._update_rows)([["The whole", 4, None, timezone.now(), message.pk]])
+    await sync_to_async(recorder._update_rows)([["The whole", "", None, 4, None, timezone.now(), message.pk]])
     await message.arefresh_from_db()
     assert (message.content, message.last_seq) == ("The whole answer.", 9)
 

@@ -1,8 +1,12 @@
 """One answer attempt, from the model's first reply to its stored end.
 
-model reply ─► text_delta events, tool calls ─► tool_start / run / tool_result ─►
-model again ... until a text answer, then done (or error). The parts:
+model reply ─► reasoning_delta and text_delta events, tool calls ─► tool_start /
+run / tool_result ─► model again ... until a text answer, then done (or error).
+The parts:
 - the model's replies are read by chat/provider/reply.py;
+- a reasoning model's thinking is published as it comes and timed: from its
+  first piece to the first text after it (stretches of thinking between tool
+  rounds add up), the text that ends it carrying the total for the page;
 - every event is numbered and published by `Publisher`, text deltas with their
   Markdown rendered once for every viewer (chat/live_markdown.py);
 - the text reaches the database in batches through `Recorder`;
@@ -68,6 +72,12 @@ class Answer:
         self.started = time.monotonic()
         # This attempt's first text (a Continue's message has an older one).
         self.first_token: float | None = None
+        # Seconds thought (a Continue's earlier attempts' included); when the
+        # stretch of thinking under way started (monotonic); whether the page
+        # shows "Thinking…" (until text comes).
+        self.thought = self.message.reasoning_seconds or 0.0
+        self.thinking_since: float | None = None
+        self.thinking = False
         # The database refused the answer's text: its end keeps what was stored.
         self.text_refused = False
         # The provider's own account of its failure, for staff.
@@ -149,7 +159,7 @@ class Answer:
         while True:
             reply = Reply()
             try:
-                await read_reply(request_body(messages, tools), reply, self._text)
+                await read_reply(request_body(messages, tools), reply, self._text, self._reasoning)
             except ProviderFailure as failure:
                 logger.warning(
                     "provider failed message=%s generation=%s: %s", self.message_id, self.generation.pk, failure.detail
@@ -167,6 +177,8 @@ class Answer:
                 return Outcome(Status.ERROR, StopReason.OUTPUT_LIMIT, str(exc))
             finally:
                 self._count_tokens(reply)
+                # Running tools is not thinking.
+                self._stop_thinking_clock()
             if reply.calls:
                 if tool_rounds >= settings.CHAT_MAX_TOOL_ROUNDS:
                     return Outcome(
@@ -203,8 +215,39 @@ class Answer:
 
     async def _publish_text(self, text: str) -> None:
         update = self.live.feed(text)
-        event = await self.publisher.publish(events.TEXT_DELTA, {"text": text, **update.as_data()})
-        self.recorder.add_text(text, event.seq)
+        data = {"text": text, **update.as_data()}
+        thought = None
+        if self.thinking:
+            # The first text after thinking closes the block: "Thought for N s".
+            self._stop_thinking_clock()
+            self.thinking = False
+            data["thought_seconds"] = thought = self._thought_seconds()
+        event = await self.publisher.publish(events.TEXT_DELTA, data)
+        self.recorder.add_text(text, event.seq, thought)
+
+    async def _reasoning(self, text: str) -> None:
+        """A piece of the model's thinking. It has a length limit of its own,
+        the answer's: beyond it the thinking is neither shown nor kept, and the
+        answer goes on (its text has all its room)."""
+        room = settings.CHAT_MAX_ANSWER_CHARS - self.recorder.reasoning_length
+        text = text[: max(room, 0)]
+        if not text:
+            return
+        if self.thinking_since is None:
+            self.thinking_since = time.monotonic()
+        started = not self.thinking
+        self.thinking = True
+        data = {"text": text, "started": True} if started else {"text": text}
+        event = await self.publisher.publish(events.REASONING_DELTA, data)
+        self.recorder.add_reasoning(text, event.seq, started)
+
+    def _stop_thinking_clock(self) -> None:
+        if self.thinking_since is not None:
+            self.thought += time.monotonic() - self.thinking_since
+            self.thinking_since = None
+
+    def _thought_seconds(self) -> float:
+        return round(self.thought, 1)
 
     # The end.
 
@@ -214,10 +257,14 @@ class Answer:
         answer, `streaming` with a stale heartbeat and no generation, is marked
         interrupted by the liveness check (chat/generation/liveness.py)."""
         now = timezone.now()
+        self._stop_thinking_clock()
         end = AttemptEnd(
             message=self.message,
             generation=self.generation,
             content=self.recorder.content,
+            reasoning=self.recorder.reasoning,
+            # An answer that ends while thinking keeps the time it thought.
+            reasoning_seconds=self._thought_seconds() if self.recorder.reasoning else None,
             first_token_at=self.recorder.first_token_at,
             last_seq=self.publisher.next_seq,
             prompt_tokens=self.prompt_tokens,

@@ -57,6 +57,9 @@ class AttemptEnd:
     tool_calls_started: bool
     # The database refused the text: the end keeps what was stored.
     text_refused: bool = False
+    # A reasoning model's thinking (all attempts') and how long it thought.
+    reasoning: str = ""
+    reasoning_seconds: float | None = None
 
 
 def store_end(end: AttemptEnd, outcome: Outcome, now) -> tuple[int, str | None]:
@@ -80,6 +83,8 @@ def save_end(end: AttemptEnd, outcome: Outcome, now) -> int:
     message = end.message
     fields = {
         "content": end.content,
+        "reasoning": end.reasoning,
+        "reasoning_seconds": end.reasoning_seconds,
         "status": outcome.status,
         "stop_reason": outcome.reason,
         "error": storable(outcome.error),
@@ -94,7 +99,8 @@ def save_end(end: AttemptEnd, outcome: Outcome, now) -> int:
         row = Message.objects.filter(pk=message.pk)
         if end.text_refused:
             # The text as last stored: what came after, the database refused.
-            fields["content"] = row.values_list("content", flat=True).first()
+            stored = row.values_list("content", "reasoning").first() or (None, "")
+            fields["content"], fields["reasoning"] = stored
         if fields["content"] is None or not row.update(**fields):
             raise MessageGone
         Generation.objects.filter(pk=end.generation.pk).update(
@@ -135,6 +141,8 @@ def render_unsaved(end: AttemptEnd, notice: str) -> str | None:
     """The answer as it was streamed, ended by `notice`: what viewers are shown
     when its end could not be stored (rendered without the database)."""
     end.message.content = end.content
+    end.message.reasoning = end.reasoning
+    end.message.reasoning_seconds = end.reasoning_seconds
     try:
         return render_message(end.message, notice=notice, tool_calls=end.tool_calls)
     except Exception:

@@ -1,6 +1,6 @@
 """Batched persistence of answers while they stream.
 
-An answer's text is written once the oldest unsaved part of it is one flush
+An answer's text (and a reasoning model's thinking, and how long it thought) is written once the oldest unsaved part of it is one flush
 interval old (250 ms): a crash loses at most that much. Never once per token.
 
 The answers of a process are written together. One task per event loop (the
@@ -11,8 +11,8 @@ token rate and however many answers there are, and the database thread (which
 takes turns with the event loop on the interpreter lock) is woken once per
 batch, not once per answer.
 
-`last_seq` is written in the same row as the text, so a page rendered from the
-row knows exactly which event to resume the stream after. A row is written only
+`last_seq` is written in the same row as the text and the reasoning, so a page
+rendered from the row knows exactly which event to resume the stream after. A row is written only
 if that does not take its `last_seq` back: an answer's final save may overtake
 a batch already on its way.
 
@@ -51,6 +51,10 @@ class Recorder:
         self.message_id = message.pk
         self._parts = [message.content]
         self.length = len(message.content)
+        self._reasoning_parts = [message.reasoning]
+        self.reasoning_length = len(message.reasoning)
+        # None while the page shows "Thinking…": set by the text that ends it.
+        self.reasoning_seconds = message.reasoning_seconds
         self.seq = message.last_seq
         self.first_token_at = message.first_token_at
         # When the oldest change not yet in the database was made (monotonic).
@@ -69,6 +73,12 @@ class Recorder:
             self._parts = ["".join(self._parts)]
         return self._parts[0]
 
+    @property
+    def reasoning(self) -> str:
+        if len(self._reasoning_parts) > 1:
+            self._reasoning_parts = ["".join(self._reasoning_parts)]
+        return self._reasoning_parts[0]
+
     def start(self) -> None:
         """Have the writer of this event loop keep the row up to date."""
         loop = asyncio.get_running_loop()
@@ -82,11 +92,24 @@ class Recorder:
             self._writer.discard(self)
             self._writer = None
 
-    def add_text(self, text: str, seq: int) -> None:
+    def add_text(self, text: str, seq: int, thought_seconds: float | None = None) -> None:
+        """Text of the answer; `thought_seconds` when it ends a stretch of thinking."""
         if self.first_token_at is None:
             self.first_token_at = timezone.now()
         self._parts.append(text)
         self.length += len(text)
+        if thought_seconds is not None:
+            self.reasoning_seconds = thought_seconds
+        self.seq = seq
+        self._mark_unsaved()
+
+    def add_reasoning(self, text: str, seq: int, started: bool) -> None:
+        """Reasoning; `started` when it starts a stretch of thinking (the page
+        shows "Thinking…" again until text ends it)."""
+        self._reasoning_parts.append(text)
+        self.reasoning_length += len(text)
+        if started:
+            self.reasoning_seconds = None
         self.seq = seq
         self._mark_unsaved()
 
@@ -115,7 +138,16 @@ class Recorder:
         owed_since, self._unsaved_since = self._unsaved_since, None
         self._last_write = time.monotonic()
         self.writes += 1
-        return [self.content, self.seq, self.first_token_at, now, self.message_id], owed_since
+        row = [
+            self.content,
+            self.reasoning,
+            self.reasoning_seconds,
+            self.seq,
+            self.first_token_at,
+            now,
+            self.message_id,
+        ]
+        return row, owed_since
 
     def _restore(self, owed_since: float | None) -> None:
         """A write failed: still owed, from when it was first owed (which is
@@ -203,22 +235,26 @@ def _update_rows(rows: list[list]) -> None:
     ORM would compile an UPDATE per row (~0.2 ms of Python each)."""
     q = connection.ops.quote_name
     field = Message._meta.get_field
-    columns = [field(name).column for name in ("content", "last_seq", "first_token_at", "heartbeat_at", "id")]
+    names = ("content", "reasoning", "reasoning_seconds", "last_seq", "first_token_at", "heartbeat_at")
+    columns = [q(field(name).column) for name in names]
+    last_seq, pk = q(field("last_seq").column), q(field("id").column)
     sql = (
-        f"UPDATE {q(Message._meta.db_table)} SET {q(columns[0])} = %s, {q(columns[1])} = %s, "
-        f"{q(columns[2])} = %s, {q(columns[3])} = %s WHERE {q(columns[4])} = %s AND {q(columns[1])} <= %s"
+        f"UPDATE {q(Message._meta.db_table)} SET {', '.join(f'{c} = %s' for c in columns)} "
+        f"WHERE {pk} = %s AND {last_seq} <= %s"
     )
     first_token_at, heartbeat_at = field("first_token_at"), field("heartbeat_at")
     params = [
         (
             content,
+            reasoning,
+            seconds,
             seq,
             first_token_at.get_db_prep_value(first, connection),
             heartbeat_at.get_db_prep_value(now, connection),
             pk,
             seq,
         )
-        for content, seq, first, now, pk in rows
+        for content, reasoning, seconds, seq, first, now, pk in rows
     ]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(sql, params)

@@ -3,7 +3,9 @@ fresh machine. It is an httpx2 transport that speaks the OpenAI streaming wire
 format, so answers go through exactly the client code a real provider uses.
 
 It calls the built-in tools when a prompt asks for what they do: arithmetic, the
-time somewhere, or what the user said before.
+time somewhere, or what the user said before. It thinks aloud first, as a
+reasoning model does (a short passage in `reasoning_content` deltas), so the
+thinking block can be seen without a provider.
 """
 
 import asyncio
@@ -55,7 +57,8 @@ class DemoModelTransport(httpx2.AsyncBaseTransport):
 
 async def _paced(chunks: list[dict], delay: float) -> AsyncIterator[bytes]:
     for chunk in chunks:
-        if delay and chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+        delta = chunk["choices"][0]["delta"] if chunk["choices"] else {}
+        if delay and (delta.get("content") or delta.get("reasoning_content")):
             await asyncio.sleep(delay)
         yield wire.sse(chunk)
     yield wire.DONE
@@ -66,6 +69,9 @@ def plan(body: dict) -> list[dict]:
     messages = body.get("messages", [])
     offered = {t["function"]["name"] for t in body.get("tools") or []}
     last = messages[-1] if messages else {"role": "user", "content": ""}
+    # It thinks before it answers a prompt, not when it goes on after its tools
+    # or from a partial answer.
+    thought = ""
     if last["role"] == "tool":
         text = _after_tools(messages)
     else:
@@ -75,23 +81,52 @@ def plan(body: dict) -> list[dict]:
             name, arguments = call
             return [
                 wire.role_chunk(),
+                *_thinking(_thought_before_tool(name, arguments)),
                 wire.tool_call_chunk(0, id=f"call_demo_{len(messages)}", name=name),
                 wire.tool_call_chunk(0, arguments=json.dumps(arguments)),
                 wire.finish_chunk("tool_calls"),
                 wire.usage_chunk(_count(messages), 12),
             ]
-        text = _continuation(messages) if CONTINUE_MARKER in prompt else _answer(prompt)
-    pieces = re.findall(r"\s*\S+|\s+", text)
+        if CONTINUE_MARKER in prompt:
+            text = _continuation(messages)
+        else:
+            text = _answer(prompt)
+            thought = _thought_before_answer(prompt)
+    pieces = _words(text)
     limit = body.get("max_tokens") or body.get("max_completion_tokens")
     finish = "stop"
     if limit and len(pieces) > limit:
         pieces, finish = pieces[:limit], "length"
     return [
         wire.role_chunk(),
+        *_thinking(thought),
         *(wire.text_chunk(p) for p in pieces),
         wire.finish_chunk(finish),
         wire.usage_chunk(_count(messages), len(pieces)),
     ]
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\s*\S+|\s+", text)
+
+
+def _thinking(thought: str) -> list[dict]:
+    return [wire.chunk({"reasoning_content": word}) for word in _words(thought)]
+
+
+def _thought_before_answer(prompt: str) -> str:
+    topic = " ".join(prompt.split()[:6]) or "nothing in particular"
+    return (
+        f'The user wrote "{topic}". I am the demo model, with no real knowledge behind me, '
+        "so the honest answer says so.\n\n"
+        "What helps most: show what a streamed answer looks like (a list, a code block), "
+        "then point to what I can really do: arithmetic, the time in a city, a search of earlier chats."
+    )
+
+
+def _thought_before_tool(name: str, arguments: dict) -> str:
+    what = ", ".join(f"{key} {value}" for key, value in arguments.items())
+    return f"The user asks for something the {name} tool answers exactly. Better to call it ({what}) than to guess."
 
 
 def _text(content) -> str:

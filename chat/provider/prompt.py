@@ -33,23 +33,30 @@ def load_history(message: Message) -> tuple[list[Message], dict[int, list[ToolCa
     return earlier, _tool_calls(ids) if ids else {}
 
 
-def build_messages(message: Message, earlier: list[Message], calls: dict[int, list[ToolCall]]) -> list[dict]:
+def build_messages(
+    message: Message, earlier: list[Message], calls: dict[int, list[ToolCall]], *, send_reasoning: bool = False
+) -> list[dict]:
     """The request for generating `message` (an assistant message). When it has
     text or tool calls already, this is a Continue: the partial answer is the
-    assistant's turn and the model is asked to go on from there."""
+    assistant's turn and the model is asked to go on from there. Earlier
+    reasoning goes back to the model only with `send_reasoning` (see
+    `assistant_turn`)."""
     turns: list[list[dict]] = []
     for m in earlier:
         if m.role == Message.Role.USER:
             turns.append([{"role": "user", "content": m.content}])
         elif turns:
-            turns[-1].extend(assistant_turn(m, calls.get(m.pk, [])))
+            turns[-1].extend(assistant_turn(m, calls.get(m.pk, []), send_reasoning=send_reasoning))
     budget = settings.CHAT_MAX_CONTEXT_CHARS
     own_calls = calls.get(message.pk, [])
     own: list[dict] = []
     if message.content or own_calls:
         # The model goes on from the end of its partial answer: the end is what it
         # needs, in at most half the budget; the conversation gets the rest.
-        own = [*assistant_turn(message, own_calls), {"role": "user", "content": CONTINUE_PROMPT}]
+        own = [
+            *assistant_turn(message, own_calls, send_reasoning=send_reasoning),
+            {"role": "user", "content": CONTINUE_PROMPT},
+        ]
         own = _keep_end(own, budget // 2)
     out = [{"role": "system", "content": settings.CHAT_SYSTEM_PROMPT or SYSTEM_PROMPT}]
     for turn in _trim(turns, budget - _size(own)):
@@ -85,16 +92,17 @@ def _size(messages: list[dict]) -> int:
 
 def _keep_end(messages: list[dict], budget: int) -> list[dict]:
     """`messages` with text cut from the start of the earliest ones until their
-    JSON fits `budget`."""
+    JSON fits `budget` (a message's reasoning, which came before its text, first)."""
     over = _size(messages) - budget
     out = []
     for m in messages:
-        content = m.get("content")
-        if over > 0 and isinstance(content, str) and content:
-            size = len(json.dumps(content))
-            kept = _longest_end(content, size - over)
-            over -= size - len(json.dumps(kept))
-            m = {**m, "content": kept}
+        for key in ("reasoning_content", "content"):
+            text = m.get(key)
+            if over > 0 and isinstance(text, str) and text:
+                size = len(json.dumps(text))
+                kept = _longest_end(text, size - over)
+                over -= size - len(json.dumps(kept))
+                m = {**m, key: kept}
         out.append(m)
     return out
 
@@ -112,9 +120,14 @@ def _longest_end(text: str, room: int) -> str:
     return text[low:]
 
 
-def assistant_turn(message: Message, tool_calls: list[ToolCall]) -> list[dict]:
+def assistant_turn(message: Message, tool_calls: list[ToolCall], *, send_reasoning: bool = False) -> list[dict]:
     """An assistant message as chat-completions messages: the text before each
-    round of tool calls, the calls, their results, then the rest of the text."""
+    round of tool calls, the calls, their results, then the rest of the text.
+
+    Its reasoning is left out unless `send_reasoning`: most providers ignore it
+    and some refuse a request that has it (HTTP 400). With it, the stored
+    reasoning rides as `reasoning_content` on the turn's first assistant message
+    (where the thinking came: it is stored as one text, not per round)."""
     out: list[dict] = []
     content = message.content
     position = 0
@@ -143,6 +156,8 @@ def assistant_turn(message: Message, tool_calls: list[ToolCall]) -> list[dict]:
         position = offset
     if content[position:]:
         out.append({"role": "assistant", "content": content[position:]})
+    if send_reasoning and message.reasoning and out:
+        out[0] = {**out[0], "reasoning_content": message.reasoning}
     return out
 
 

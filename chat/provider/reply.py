@@ -1,9 +1,15 @@
-"""One streamed reply of the model: its text as it comes, and what the rest of
-the answer needs once it ends (the tool calls it asks for, the tokens it counted,
-why it finished), each bounded as it arrives.
+"""One streamed reply of the model: its text and its reasoning as they come, and
+what the rest of the answer needs once it ends (the tool calls it asks for, the
+tokens it counted, why it finished), each bounded as it arrives.
 
-`read_reply` hands each piece of text on as it comes; the `Reply` it is given
-gathers the rest. Failures
+A reasoning model's thinking comes in a delta field of its own
+(`reasoning_content`: DeepSeek, vLLM, llama.cpp; `reasoning`: Ollama, OpenRouter,
+newer vLLM; `reasoning_text`), or as `<think>…</think>` at the start of the
+content (models served raw). `ThinkTags` takes the second apart, tags split
+across chunks included.
+
+`read_reply` hands each piece of text and of reasoning on as it comes; the
+`Reply` it is given gathers the rest. Failures
 are two exceptions whose message is what the user reads: `ProviderFailure` (the
 provider failed; its own account is in `detail`, for the log and staff only) and
 `OutputLimit` (it sent more than a limit allows).
@@ -23,6 +29,12 @@ from chat.storable import LARGEST_COUNT, storable
 
 # ToolCall.name's length: no tool has a longer name.
 MAX_TOOL_NAME = 100
+
+# The delta fields reasoning comes in, as servers name them. A server that sends
+# two of them sends the same text twice: the first one present is read.
+REASONING_FIELDS = ("reasoning_content", "reasoning", "reasoning_text")
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
 
 
 class ProviderFailure(Exception):
@@ -52,30 +64,97 @@ class PendingCall:
         return "".join(self.argument_parts)
 
 
+class ThinkTags:
+    """Content that may start with `<think>…</think>`, as (reasoning, text) per
+    piece. Leading whitespace before the tag is allowed; the line breaks right
+    after the closing tag are dropped. Content held back is only what could
+    still be a tag: the start of the content until it is known not to be
+    `<think>`, and inside, an end that could be the start of `</think>`."""
+
+    def __init__(self) -> None:
+        # "start": no word yet; "thinking": inside the tags; "after": just after
+        # the closing tag; "text": the answer.
+        self.state = "start"
+        self.held = ""
+
+    def feed(self, piece: str) -> tuple[str, str]:
+        if self.state == "text":
+            return "", piece
+        held, self.held = self.held + piece, ""
+        if self.state == "start":
+            word = held.lstrip()
+            if len(word) < len(THINK_OPEN) and THINK_OPEN.startswith(word):
+                # Only whitespace, or the start of the tag, so far.
+                self.held = held
+                return "", ""
+            if not word.startswith(THINK_OPEN):
+                self.state = "text"
+                return "", held
+            self.state = "thinking"
+            held = word[len(THINK_OPEN) :]
+        if self.state == "thinking":
+            end = held.find(THINK_CLOSE)
+            if end < 0:
+                keep = _partial_suffix(held, THINK_CLOSE)
+                self.held = held[len(held) - keep :]
+                return held[: len(held) - keep], ""
+            reasoning, held = held[:end], held[end + len(THINK_CLOSE) :]
+            self.state = "after"
+            _, text = self.feed(held)
+            return reasoning, text
+        # After the closing tag: the answer starts at its first other character.
+        text = held.lstrip("\r\n")
+        if text:
+            self.state = "text"
+        return "", text
+
+    def end(self) -> tuple[str, str]:
+        """The content ended: what was held back, for what it turned out to be."""
+        held, self.held = self.held, ""
+        if self.state == "thinking":
+            return held, ""
+        return "", held
+
+
+def _partial_suffix(text: str, tag: str) -> int:
+    """The length of the longest end of `text` that is a start of `tag`."""
+    for size in range(min(len(tag) - 1, len(text)), 0, -1):
+        if text.endswith(tag[:size]):
+            return size
+    return 0
+
+
 @dataclass
 class Reply:
     parts: list[str] = field(default_factory=list)
+    reasoning_parts: list[str] = field(default_factory=list)
     finish_reason: str | None = None
     calls: list[PendingCall] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     # Tool-call deltas by their index in the reply.
     _by_index: dict[int, PendingCall] = field(default_factory=dict)
+    _tags: ThinkTags = field(default_factory=ThinkTags)
 
     @property
     def text(self) -> str:
         # Joined once, when needed: `text += delta` copies the whole text per token.
         return "".join(self.parts)
 
-    def read(self, chunk: dict) -> str | None:
-        """Take one chunk of the stream; the text it adds, made storable, if any."""
+    @property
+    def reasoning(self) -> str:
+        return "".join(self.reasoning_parts)
+
+    def read(self, chunk: dict) -> tuple[str, str]:
+        """Take one chunk of the stream; the reasoning and the text it adds, made
+        storable (empty when it adds none)."""
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.prompt_tokens = _counted(self.prompt_tokens, usage.get("prompt_tokens"))
             self.completion_tokens = _counted(self.completion_tokens, usage.get("completion_tokens"))
         choices = chunk.get("choices")
         if not choices:
-            return None
+            return "", ""
         choice = choices[0] if isinstance(choices, list) else None
         if not isinstance(choice, dict):
             raise ValueError("a chunk of the stream has no usable choice")
@@ -87,12 +166,24 @@ class Reply:
                 self._gather_call(call_delta)
         if choice.get("finish_reason"):
             self.finish_reason = str(choice["finish_reason"])
-        text = delta.get("content")
-        if text and isinstance(text, str):
-            text = storable(text)
+        reasoning = next((delta[name] for name in REASONING_FIELDS if delta.get(name)), "")
+        reasoning = reasoning if isinstance(reasoning, str) else ""
+        content = delta.get("content")
+        thought, text = self._tags.feed(content) if content and isinstance(content, str) else ("", "")
+        return self._kept(reasoning + thought, text)
+
+    def end(self) -> tuple[str, str]:
+        """The stream ended: the reasoning and the text held back, if any (the
+        content's start, which could have been a tag)."""
+        return self._kept(*self._tags.end())
+
+    def _kept(self, reasoning: str, text: str) -> tuple[str, str]:
+        reasoning, text = storable(reasoning), storable(text)
+        if reasoning:
+            self.reasoning_parts.append(reasoning)
+        if text:
             self.parts.append(text)
-            return text
-        return None
+        return reasoning, text
 
     def _gather_call(self, delta: dict) -> None:
         """Tool-call deltas arrive in pieces keyed by index; some servers reuse
@@ -142,11 +233,17 @@ def request_body(messages: list[dict], tools: list[dict]) -> dict:
     return body
 
 
-async def read_reply(body: dict, reply: Reply, on_text: Callable[[str], Awaitable[None]]) -> None:
-    """One chat-completions request, streamed: each piece of text goes to
-    `on_text` as it comes (inside the idle timeout: a viewer-side stall counts as
-    one), while `reply` gathers the tool calls, usage and finish reason. An
-    exception from `on_text` ends the request and closes the provider's response."""
+async def read_reply(
+    body: dict,
+    reply: Reply,
+    on_text: Callable[[str], Awaitable[None]],
+    on_reasoning: Callable[[str], Awaitable[None]],
+) -> None:
+    """One chat-completions request, streamed: each piece of reasoning goes to
+    `on_reasoning` and each piece of text to `on_text` as they come (inside the
+    idle timeout: a viewer-side stall counts as one), while `reply` gathers the
+    tool calls, usage and finish reason. An exception from either ends the
+    request and closes the provider's response."""
     idle = settings.CHAT_IDLE_TIMEOUT
     max_line_bytes = settings.CHAT_MAX_PROVIDER_LINE_BYTES
     max_bytes = settings.CHAT_MAX_PROVIDER_RESPONSE_BYTES
@@ -163,9 +260,8 @@ async def read_reply(body: dict, reply: Reply, on_text: Callable[[str], Awaitabl
                     if deadline - now < idle:
                         deadline = now + idle * 1.25
                         timer.reschedule(deadline)
-                    text = reply.read(chunk)
-                    if text:
-                        await on_text(text)
+                    await _hand_on(reply.read(chunk), on_text, on_reasoning)
+            await _hand_on(reply.end(), on_text, on_reasoning)
     except stream.LineTooLong:
         raise OutputLimit(
             f"The model provider sent more than {max_line_bytes:,} bytes in one piece; stopped here."
@@ -189,6 +285,18 @@ async def read_reply(body: dict, reply: Reply, on_text: Callable[[str], Awaitabl
             "The model's answer ended without finishing (the stream was cut off).",
             "The stream ended without a finish_reason.",
         )
+
+
+async def _hand_on(
+    pieces: tuple[str, str],
+    on_text: Callable[[str], Awaitable[None]],
+    on_reasoning: Callable[[str], Awaitable[None]],
+) -> None:
+    reasoning, text = pieces
+    if reasoning:
+        await on_reasoning(reasoning)
+    if text:
+        await on_text(text)
 
 
 def _counted(total: int, reported) -> int:

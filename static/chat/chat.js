@@ -1,7 +1,7 @@
-// Chat page behaviour that needs a script: the stream cursor, the composer's keys,
-// autoscroll, copy buttons and local times. What a response can say (a fresh
-// composer, a new title, the conversation list) comes from the server as
-// out-of-band swaps, and what a selector can say is in chat.css.
+// Chat page behaviour that needs a script: the stream cursor, the thinking block,
+// the composer's keys, autoscroll, copy buttons and local times. What a response
+// can say (a fresh composer, a new title, the conversation list) comes from the
+// server as out-of-band swaps, and what a selector can say is in chat.css.
 // Runs under a strict CSP: no inline code, no eval.
 (function () {
   "use strict";
@@ -29,6 +29,15 @@
   document.addEventListener("htmx:sseOpen", function (evt) {
     var message = evt.target.closest && evt.target.closest(".msg.assistant");
     if (message) message.classList.remove("reconnecting");
+  });
+
+  // A reasoning model's thinking block is open while it thinks and closes when
+  // the answer's text starts: its label, swapped in by the stream, says which.
+  document.addEventListener("htmx:oobAfterSwap", function (evt) {
+    var label = evt.target;
+    if (!label.classList || !label.classList.contains("thinking-label")) return;
+    var block = label.closest("details.thinking");
+    if (block) block.open = label.dataset.thinking === "true";
   });
 
   // Composer: Enter sends, Shift+Enter is a new line; disabled while an answer
