@@ -38,12 +38,30 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from chat.provider.wire import DONE, finish_chunk, role_chunk, sse, text_chunk, tool_call_chunk, usage_chunk
+    from chat.provider.wire import (
+        DONE,
+        finish_chunk,
+        reasoning_chunk,
+        role_chunk,
+        sse,
+        text_chunk,
+        tool_call_chunk,
+        usage_chunk,
+    )
 except ModuleNotFoundError:  # run without the project root on sys.path (e.g. pytest -p no:django)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from chat.provider.wire import DONE, finish_chunk, role_chunk, sse, text_chunk, tool_call_chunk, usage_chunk
+    from chat.provider.wire import (
+        DONE,
+        finish_chunk,
+        reasoning_chunk,
+        role_chunk,
+        sse,
+        text_chunk,
+        tool_call_chunk,
+        usage_chunk,
+    )
 
-__all__ = ["OpenAIStub", "Reply", "Status", "Stream", "Timed", "ToolCallPart"]
+__all__ = ["OpenAIStub", "Reasoning", "Reply", "Status", "Stream", "Timed", "ToolCallPart"]
 
 CHAT_PATH = "/v1/chat/completions"
 # Connections waiting to be accepted: the benchmark opens hundreds within a
@@ -65,11 +83,20 @@ class ToolCallPart:
 
 
 @dataclass
+class Reasoning:
+    """One streamed piece of a reasoning model's thinking, in the delta field
+    ``field`` (``reasoning_content``, ``reasoning`` or ``reasoning_text``)."""
+
+    text: str
+    field: str = "reasoning_content"
+
+
+@dataclass
 class Stream:
     """A streamed completion: role chunk, parts, finish, usage, [DONE].
 
-    - ``str`` parts become content deltas, ``ToolCallPart`` parts tool-call deltas,
-      ``bytes`` parts are written into the body as they are (a broken or hostile
+    - ``str`` parts become content deltas, ``Reasoning`` parts reasoning deltas,
+      ``ToolCallPart`` parts tool-call deltas, ``bytes`` parts are written into the body as they are (a broken or hostile
       provider: oversized lines, malformed events).
     - ``first_delay`` seconds before the first part, ``delay`` between parts.
     - ``finish_reason=None``: no finish chunk, but the stream still ends cleanly.
@@ -90,8 +117,8 @@ class Stream:
 
     def __post_init__(self) -> None:
         for part in self.parts:
-            if not isinstance(part, (str, ToolCallPart, bytes)):
-                raise TypeError(f"Stream part must be str, ToolCallPart or bytes, not {type(part).__name__}")
+            if not isinstance(part, (str, Reasoning, ToolCallPart, bytes)):
+                raise TypeError(f"Stream part must be str, Reasoning, ToolCallPart or bytes, not {type(part).__name__}")
         if self.drop and self.hang:
             raise ValueError("Stream: drop and hang are mutually exclusive")
 
@@ -475,6 +502,8 @@ class OpenAIStub:
                         await asyncio.sleep(wait)
                     if isinstance(part, str):
                         await send(event(text_chunk(part)))
+                    elif isinstance(part, Reasoning):
+                        await send(event(reasoning_chunk(part.text, field=part.field)))
                     elif isinstance(part, bytes):
                         if part:  # an empty chunk would end the chunked body
                             await send(part)

@@ -78,6 +78,8 @@ class Answer:
         self.thought = self.message.reasoning_seconds or 0.0
         self.thinking_since: float | None = None
         self.thinking = False
+        # No reasoning yet in the model's reply being read.
+        self.reply_unreasoned = True
         # The database refused the answer's text: its end keeps what was stored.
         self.text_refused = False
         # The provider's own account of its failure, for staff.
@@ -158,6 +160,7 @@ class Answer:
         tool_rounds = 0
         while True:
             reply = Reply()
+            self.reply_unreasoned = True
             try:
                 await read_reply(request_body(messages, tools), reply, self._text, self._reasoning)
             except ProviderFailure as failure:
@@ -229,6 +232,12 @@ class Answer:
         """A piece of the model's thinking. It has a length limit of its own,
         the answer's: beyond it the thinking is neither shown nor kept, and the
         answer goes on (its text has all its room)."""
+        if self.reply_unreasoned:
+            self.reply_unreasoned = False
+            # The thinking of another reply (after tools, or a Continue's) is a
+            # paragraph of its own.
+            if self.recorder.reasoning_length and not self.recorder.reasoning.endswith("\n"):
+                text = "\n\n" + text
         room = settings.CHAT_MAX_ANSWER_CHARS - self.recorder.reasoning_length
         text = text[: max(room, 0)]
         if not text:

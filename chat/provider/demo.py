@@ -111,7 +111,7 @@ def _words(text: str) -> list[str]:
 
 
 def _thinking(thought: str) -> list[dict]:
-    return [wire.chunk({"reasoning_content": word}) for word in _words(thought)]
+    return [wire.reasoning_chunk(word) for word in _words(thought)]
 
 
 def _thought_before_answer(prompt: str) -> str:

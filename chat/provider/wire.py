@@ -25,6 +25,12 @@ def text_chunk(text: str, **kwargs: Any) -> dict:
     return chunk({"content": text}, **kwargs)
 
 
+def reasoning_chunk(text: str, *, field: str = "reasoning_content", **kwargs: Any) -> dict:
+    """A piece of a reasoning model's thinking, in the delta field `field` names
+    (servers differ: `reasoning_content`, `reasoning`, `reasoning_text`)."""
+    return chunk({field: text}, **kwargs)
+
+
 def role_chunk(**kwargs: Any) -> dict:
     return chunk({"role": "assistant", "content": ""}, **kwargs)
 
