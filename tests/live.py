@@ -157,10 +157,9 @@ class LiveServer(ServerProcess):
             return conn.execute(query, params).fetchall()
 
     def message(self, message_id: int) -> dict:
-        row = self.sql(
-            "SELECT status, content, stop_reason, error, last_seq FROM chat_message WHERE id = ?", message_id
-        )[0]
-        return dict(zip(("status", "content", "stop_reason", "error", "last_seq"), row, strict=True))
+        columns = ("status", "content", "stop_reason", "error", "last_seq", "reasoning", "reasoning_seconds")
+        row = self.sql(f"SELECT {', '.join(columns)} FROM chat_message WHERE id = ?", message_id)[0]
+        return dict(zip(columns, row, strict=True))
 
 
 class Browserless:
