@@ -446,9 +446,10 @@ class MessageAdmin(ReviewAdmin):
     @admin.display(description="timing")
     def timing(self, obj: Message) -> str:
         rate = obj.tokens_per_second
+        thought = f" · thought for {_seconds(obj.reasoning_seconds)}" if obj.reasoning else ""
         return (
             f"first token {_seconds(obj.first_token_seconds)} · total {_seconds(obj.total_seconds)}"
-            f" · {'—' if rate is None else f'{rate:.1f}'} tokens/s"
+            f" · {'—' if rate is None else f'{rate:.1f}'} tokens/s{thought}"
         )
 
     @admin.display(description="content")

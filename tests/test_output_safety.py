@@ -268,6 +268,35 @@ def test_live_text_arrives_as_exactly_its_deltas_and_inert(case):
     assert "".join(received) == text
 
 
+@PROPERTY
+@given(split_text())
+def test_live_thinking_arrives_as_exactly_its_deltas_and_inert(case):
+    text, deltas = case
+    stream = "".join(
+        sse.frame(
+            events.REASONING_DELTA,
+            event_fragment(MESSAGE_ID, Event(seq, events.REASONING_DELTA, {"text": delta, "started": seq == 1})),
+            id=seq,
+        )
+        for seq, delta in enumerate(deltas, 1)
+    )
+    frames = parse(stream)
+    assert [(f.event, f.id) for f in frames] == [(events.REASONING_DELTA, str(s)) for s in range(1, len(deltas) + 1)]
+    received = []
+    for frame, delta in zip(frames, deltas, strict=True):
+        root = tree(frame.data)
+        assert_inert(root, allowed_tags={"span"})
+        # Its text, and on the first the block's label (the template's, out of band).
+        labels = [c for c in root.children if isinstance(c, Element)]
+        assert [label.attrs["id"] for label in labels] == (
+            [f"msg-{MESSAGE_ID}-thinking-label"] if frame.id == "1" else []
+        )
+        thought = "".join(c for c in root.children if isinstance(c, str))
+        assert thought == delta
+        received.append(thought)
+    assert "".join(received) == text
+
+
 # Tool cards
 
 call_arguments = st.one_of(

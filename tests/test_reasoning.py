@@ -186,6 +186,8 @@ def test_stored_thinking_is_shown_on_the_page_in_admin_and_in_exports(alice, ali
     transcript = admin_client.get(f"/admin/chat/conversation/{conversation.pk}/change/").content.decode()
     assert "Weigh &lt;b&gt;this&lt;/b&gt;<br>then that." in transcript
     assert "thought for 4.2 s" in transcript
+    review = admin_client.get(f"/admin/chat/message/{answer.pk}/change/").content.decode()
+    assert "thought for 4.20 s" in review and "Weigh &lt;b&gt;this&lt;/b&gt;<br>then that." in review
 
     rows = list(csv.DictReader(io.StringIO(conversations_as_csv(Conversation.objects.filter(pk=conversation.pk)))))
     assert (rows[1]["reasoning"], rows[1]["reasoning_seconds"]) == ("Weigh <b>this</b>\nthen that.", "4.2")
