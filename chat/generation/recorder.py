@@ -1,7 +1,8 @@
 """Batched persistence of answers while they stream.
 
-An answer's text (and a reasoning model's thinking, and how long it thought) is written once the oldest unsaved part of it is one flush
-interval old (250 ms): a crash loses at most that much. Never once per token.
+An answer's text (and a reasoning model's thinking, and how long it thought)
+is written once the oldest unsaved part of it is one flush interval old
+(250 ms): a crash loses at most that much. Never once per token.
 
 The answers of a process are written together. One task per event loop (the
 writer) wakes when the first answer falls due and writes every answer with
@@ -12,9 +13,9 @@ takes turns with the event loop on the interpreter lock) is woken once per
 batch, not once per answer.
 
 `last_seq` is written in the same row as the text and the reasoning, so a page
-rendered from the row knows exactly which event to resume the stream after. A row is written only
-if that does not take its `last_seq` back: an answer's final save may overtake
-a batch already on its way.
+rendered from the row knows exactly which event to resume the stream after. A
+row is written only if that does not take its `last_seq` back: an answer's final
+save may overtake a batch already on its way.
 
 A batch that fails is written again row by row when a row may be the cause (the
 database refused a value) or the connection was lost (a new one may work): the
