@@ -166,11 +166,16 @@ class Reply:
                 self._gather_call(call_delta)
         if choice.get("finish_reason"):
             self.finish_reason = str(choice["finish_reason"])
-        reasoning = next((delta[name] for name in REASONING_FIELDS if delta.get(name)), "")
-        reasoning = reasoning if isinstance(reasoning, str) else ""
-        content = delta.get("content")
-        thought, text = self._tags.feed(content) if content and isinstance(content, str) else ("", "")
-        return self._kept(reasoning + thought, text)
+        reasoning = ""
+        for name in REASONING_FIELDS:
+            if value := delta.get(name):
+                reasoning = value if isinstance(value, str) else ""
+                break
+        text = delta.get("content")
+        if not (text and isinstance(text, str)):
+            return self._kept(reasoning, "")
+        thought, text = self._tags.feed(text)
+        return self._kept(reasoning + thought if thought else reasoning, text)
 
     def end(self) -> tuple[str, str]:
         """The stream ended: the reasoning and the text held back, if any (the
@@ -178,10 +183,11 @@ class Reply:
         return self._kept(*self._tags.end())
 
     def _kept(self, reasoning: str, text: str) -> tuple[str, str]:
-        reasoning, text = storable(reasoning), storable(text)
         if reasoning:
+            reasoning = storable(reasoning)
             self.reasoning_parts.append(reasoning)
         if text:
+            text = storable(text)
             self.parts.append(text)
         return reasoning, text
 
