@@ -384,6 +384,7 @@ class Quota(models.Model):
                 condition=models.Q(user__isnull=False, group__isnull=True)
                 | models.Q(user__isnull=True, group__isnull=False),
                 name="quota_for_user_or_group",
+                violation_error_message="Set either a user or a group (one, not both).",
             )
         ]
 
