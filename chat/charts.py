@@ -25,6 +25,11 @@ def _scale(largest: float) -> float:
     return step * 10
 
 
+def _f(value: float) -> str:
+    # Formatted before format_html, which would escape a float into a string.
+    return f"{value:.1f}"
+
+
 def _number(value: float) -> str:
     return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.2f}"
 
@@ -48,7 +53,7 @@ def stacked_bars(labels: list[str], series: list[tuple[str, str, list[float]]], 
             y -= height
             parts.append(
                 format_html(
-                    '<rect class="{}" x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}"><title>{}: {} {}</title></rect>',
+                    '<rect class="{}" x="{}" y="{}" width="{}" height="{}"><title>{}: {} {}</title></rect>',
                     css,
                     x,
                     y,
@@ -63,7 +68,7 @@ def stacked_bars(labels: list[str], series: list[tuple[str, str, list[float]]], 
         if len(labels) <= 14 or i % 7 == 0:
             parts.append(
                 format_html(
-                    '<text class="axis" x="{:.1f}" y="{}" text-anchor="middle">{}</text>',
+                    '<text class="axis" x="{}" y="{}" text-anchor="middle">{}</text>',
                     x + bar / 2,
                     HEIGHT - 6,
                     label,
@@ -104,7 +109,7 @@ def meter(value: float, largest: float, *, css: str = "bar-total") -> SafeString
     """A small horizontal bar for a table cell: `value` against the column's largest."""
     width = 0 if largest <= 0 else max(value / largest * 120, 1 if value > 0 else 0)
     return format_html(
-        '<svg class="meter" width="120" height="10" aria-hidden="true"><rect class="{}" width="{:.1f}" height="10"/></svg>',
+        '<svg class="meter" width="120" height="10" aria-hidden="true"><rect class="{}" width="{}" height="10"/></svg>',
         css,
         width,
     )
