@@ -2,10 +2,11 @@
 the usage ledger (chat/usage.py).
 
 Days that have ended are read from DailyUsage, the ledger summed once per day,
-user, group and model; only today's entries are read from the ledger itself. So
-the dashboard's cost follows the number of days shown and of active users and
-models, not the number of answers ever given. First-token times are kept as
-counts per bucket (TTFT_BUCKETS_MS), from which the percentiles are read.
+user, group and model, and DailyTiming, its first-token times counted per
+bucket (TTFT_BUCKETS_MS) per day and model, from which the percentiles are read.
+Only today's entries are read from the ledger itself. Each breakdown is summed
+by the database: the dashboard's cost follows the number of days shown and of
+active users and models, not the number of answers ever given.
 """
 
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from chat import charts
-from chat.models import Conversation, DailyUsage, Status, SummedDay, UsageEntry
+from chat.models import Conversation, DailyTiming, DailyUsage, Status, SummedDay, UsageEntry
 
 # Upper bounds of the first-token buckets, in ms; the last bucket is everything slower.
 TTFT_BUCKETS_MS = [50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000, 20000, 60000]
@@ -34,6 +35,20 @@ LISTED = 10
 
 KEYS = ("user_id", "username", "group", "model")
 SUMMED = ("answers", "errors", "interrupted", "stopped", "prompt_tokens", "completion_tokens", "cost")
+# The same figures, from the ledger's end entries and from the daily sums.
+FROM_LEDGER = {
+    "answers": Count("pk"),
+    "errors": Count("pk", filter=Q(status=Status.ERROR)),
+    "interrupted": Count("pk", filter=Q(status=Status.INTERRUPTED)),
+    "stopped": Count("pk", filter=Q(status=Status.STOPPED)),
+    "prompt_tokens": Coalesce(Sum("prompt_tokens"), 0),
+    "completion_tokens": Coalesce(Sum("completion_tokens"), 0),
+    "cost": Coalesce(Sum("cost"), Decimal(0)),
+}
+FROM_SUMS = {name: Coalesce(Sum(name), 0) for name in SUMMED[:-1]} | {"cost": Coalesce(Sum("cost"), Decimal(0))}
+# What each breakdown is keyed by, in the ledger and in the daily sums.
+BREAKDOWNS = ("day", "model", "username", "group")
+UNNAMED = {"model": "—", "username": "(deleted user)", "group": "(no group)"}
 
 
 def _day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -41,51 +56,46 @@ def _day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, timezone.make_aware(datetime.combine(day + timedelta(days=1), datetime.min.time()))
 
 
+def _ended_on(day: date) -> QuerySet[UsageEntry]:
+    start, end = _day_bounds(day)
+    return UsageEntry.objects.filter(kind=UsageEntry.Kind.END, created_at__gte=start, created_at__lt=end)
+
+
 def _bucket() -> Case:
     whens = [When(first_token_ms__lte=bound, then=Value(i)) for i, bound in enumerate(TTFT_BUCKETS_MS)]
     return Case(*whens, default=Value(len(TTFT_BUCKETS_MS)), output_field=IntegerField())
 
 
-def _sums(entries: QuerySet[UsageEntry]) -> list[dict]:
-    """The end entries summed per user, group and model, with their first-token
-    histograms: two queries."""
-    ends = entries.filter(kind=UsageEntry.Kind.END)
-    rows = {
-        tuple(row[k] for k in KEYS): {**row, "first_token_histogram": [0] * (len(TTFT_BUCKETS_MS) + 1)}
-        for row in ends.values(*KEYS)
-        .annotate(
-            answers=Count("pk"),
-            errors=Count("pk", filter=Q(status=Status.ERROR)),
-            interrupted=Count("pk", filter=Q(status=Status.INTERRUPTED)),
-            stopped=Count("pk", filter=Q(status=Status.STOPPED)),
-            prompt_tokens=Coalesce(Sum("prompt_tokens"), 0),
-            completion_tokens=Coalesce(Sum("completion_tokens"), 0),
-            cost=Coalesce(Sum("cost"), Decimal(0)),
-        )
-        .order_by()
-    }
-    timed = ends.filter(first_token_ms__isnull=False).annotate(bucket=_bucket())
-    for row in timed.values(*KEYS, "bucket").annotate(n=Count("pk")).order_by():
-        rows[tuple(row[k] for k in KEYS)]["first_token_histogram"][row["bucket"]] += row["n"]
-    return list(rows.values())
+def _histograms(entries: QuerySet[UsageEntry]) -> dict[str, list[int]]:
+    """First-token times counted per bucket, per model: one query."""
+    out: dict[str, list[int]] = {}
+    timed = entries.filter(first_token_ms__isnull=False).annotate(bucket=_bucket())
+    for row in timed.values("model", "bucket").annotate(n=Count("pk")).order_by():
+        out.setdefault(row["model"], [0] * (len(TTFT_BUCKETS_MS) + 1))[row["bucket"]] += row["n"]
+    return out
 
 
 def sum_ended_days(first: date, now: datetime | None = None) -> None:
     """Sum each day from `first` that has ended (and settled) and is not summed
-    yet into DailyUsage. Each day in one transaction; a day summed meanwhile by
-    another request is left as that request summed it."""
+    yet into DailyUsage and DailyTiming. Each day in one transaction; a day
+    summed meanwhile by another request is left as that request summed it."""
     now = now or timezone.now()
     today = timezone.localdate(now)
     summed = set(SummedDay.objects.filter(day__gte=first).values_list("day", flat=True))
     day = first
     while day < today:
-        start, end = _day_bounds(day)
+        _, end = _day_bounds(day)
         if day not in summed and now >= end + SETTLE:
             try:
                 with transaction.atomic():
                     SummedDay.objects.create(day=day)
-                    rows = _sums(UsageEntry.objects.filter(created_at__gte=start, created_at__lt=end))
-                    DailyUsage.objects.bulk_create(DailyUsage(day=day, **row) for row in rows)
+                    entries = _ended_on(day)
+                    rows = entries.values(*KEYS).annotate(**FROM_LEDGER).order_by()
+                    DailyUsage.objects.bulk_create((DailyUsage(day=day, **row) for row in rows), batch_size=500)
+                    DailyTiming.objects.bulk_create(
+                        DailyTiming(day=day, model=model, first_token_histogram=histogram)
+                        for model, histogram in _histograms(entries).items()
+                    )
             except IntegrityError:
                 pass
         day += timedelta(days=1)
@@ -108,7 +118,9 @@ class Totals:
     def add(self, row: dict) -> None:
         for name in SUMMED:
             setattr(self, name, getattr(self, name) + row[name])
-        for i, count in enumerate(row["first_token_histogram"]):
+
+    def add_times(self, histogram: list[int]) -> None:
+        for i, count in enumerate(histogram):
             self.histogram[i] += count
 
     @property
@@ -145,31 +157,35 @@ class Dashboard:
 
 
 def build(days: int, now: datetime | None = None) -> Dashboard:
-    """The last `days` days, today included: a fixed number of queries, whatever
-    the number of answers (once the ended days are summed)."""
+    """The last `days` days, today included. Each breakdown is one GROUP BY over
+    the daily sums and one over each day not summed yet (today, and a day still
+    settling): a fixed number of queries, whatever the number of answers."""
     now = now or timezone.now()
     today = timezone.localdate(now)
     first = today - timedelta(days=days - 1)
     sum_ended_days(first, now)
     day_list = [first + timedelta(days=i) for i in range(days)]
     summed = set(SummedDay.objects.filter(day__gte=first).values_list("day", flat=True))
-    columns = ("day", *KEYS, *SUMMED, "first_token_histogram")
-    rows = list(DailyUsage.objects.filter(day__in=summed).values(*columns))
-    # Today, and an ended day still settling, come from the ledger itself.
-    for day in day_list:
-        if day not in summed:
-            start, end = _day_bounds(day)
-            rows += [
-                {**row, "day": day}
-                for row in _sums(UsageEntry.objects.filter(created_at__gte=start, created_at__lt=end))
-            ]
+    unsummed = [day for day in day_list if day not in summed]
+    daily = DailyUsage.objects.filter(day__gte=first, day__lte=today)
     board = Dashboard(day_list, {d: Totals() for d in day_list}, {}, {}, {}, Totals(), [], [])
-    for row in rows:
-        board.by_day[row["day"]].add(row)
-        board.by_model.setdefault(row["model"] or "—", Totals()).add(row)
-        board.by_user.setdefault(row["username"] or "(deleted user)", Totals()).add(row)
-        board.by_group.setdefault(row["group"] or "(no group)", Totals()).add(row)
-        board.overall.add(row)
+    tables = dict(zip(BREAKDOWNS, (board.by_day, board.by_model, board.by_user, board.by_group), strict=True))
+    for key, table in tables.items():
+        for row in daily.values(key).annotate(**FROM_SUMS).order_by():
+            table.setdefault(row[key] or UNNAMED.get(key), Totals()).add(row)
+        for day in unsummed:
+            if key == "day":
+                board.by_day[day].add(_ended_on(day).aggregate(**FROM_LEDGER))
+                continue
+            for row in _ended_on(day).values(key).annotate(**FROM_LEDGER).order_by():
+                table.setdefault(row[key] or UNNAMED[key], Totals()).add(row)
+    for row in DailyTiming.objects.filter(day__gte=first).values("model", "first_token_histogram"):
+        board.by_model.setdefault(row["model"] or UNNAMED["model"], Totals()).add_times(row["first_token_histogram"])
+    for day in unsummed:
+        for model, histogram in _histograms(_ended_on(day)).items():
+            board.by_model.setdefault(model or UNNAMED["model"], Totals()).add_times(histogram)
+    for totals in board.by_day.values():
+        board.overall.add(vars(totals))
     board.slowest, board.failed = _todays_worst(now)
     return board
 

@@ -409,7 +409,17 @@ class DailyUsage(models.Model):
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
     cost = models.DecimalField(max_digits=16, decimal_places=6, default=0)
-    # Counts of first-token times per bucket of chat/dashboard.py's TTFT_BUCKETS_MS.
+
+    class Meta:
+        indexes = [models.Index(fields=["day"])]
+
+
+class DailyTiming(models.Model):
+    """First-token times of a day's answers by one model, counted per bucket of
+    chat/dashboard.py's TTFT_BUCKETS_MS."""
+
+    day = models.DateField()
+    model = models.CharField(max_length=100, blank=True)
     first_token_histogram = models.JSONField(default=list)
 
     class Meta:
@@ -417,7 +427,7 @@ class DailyUsage(models.Model):
 
 
 class SummedDay(models.Model):
-    """A day whose ledger entries are in DailyUsage."""
+    """A day whose ledger entries are in DailyUsage and DailyTiming."""
 
     day = models.DateField(primary_key=True)
 
