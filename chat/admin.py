@@ -31,7 +31,9 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 
-from chat import lockout_admin  # noqa: F401 (registers failed sign-ins and lockouts)
+# Imported for what they register: failed sign-ins and lockouts; quotas, prices
+# and the usage ledger.
+from chat import audit, lockout_admin, usage_admin  # noqa: F401
 from chat.export import conversations_as_csv, conversations_as_json
 from chat.models import (
     STATUS_SEVERITY,
@@ -169,6 +171,13 @@ class ReviewAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200:
+            # Staff read someone's conversation: the audit trail says who and when.
+            audit.record(request, "opened", response.context_data["original"])
+        return response
+
     def save_model(self, request: HttpRequest, obj, form, change: bool) -> None:
         if "reviewed" in form.cleaned_data:
             if not form.cleaned_data["reviewed"]:
@@ -176,6 +185,7 @@ class ReviewAdmin(admin.ModelAdmin):
             elif obj.reviewed_at is None:
                 obj.reviewed_by, obj.reviewed_at = request.user, timezone.now()
         obj.save(update_fields=REVIEW_FIELDS)
+        audit.record(request, "reviewed", obj, f"fields: {', '.join(form.changed_data)}")
 
     @admin.display(boolean=True, description="reviewed", ordering="reviewed_at")
     def reviewed(self, obj) -> bool:
@@ -183,16 +193,19 @@ class ReviewAdmin(admin.ModelAdmin):
 
     @admin.action(permissions=["change"], description="Flag selected")
     def flag(self, request: HttpRequest, queryset: QuerySet) -> None:
+        audit.record_many(request, "flagged", queryset)
         count = queryset.update(flagged=True)
         self.message_user(request, f"Flagged {count}.")
 
     @admin.action(permissions=["change"], description="Unflag selected")
     def unflag(self, request: HttpRequest, queryset: QuerySet) -> None:
+        audit.record_many(request, "unflagged", queryset)
         count = queryset.update(flagged=False)
         self.message_user(request, f"Unflagged {count}.")
 
     @admin.action(permissions=["change"], description="Mark selected reviewed")
     def mark_reviewed(self, request: HttpRequest, queryset: QuerySet) -> None:
+        audit.record_many(request, "marked reviewed", queryset)
         count = queryset.update(reviewed_by=request.user, reviewed_at=timezone.now())
         self.message_user(request, f"Marked {count} reviewed.")
 
@@ -373,12 +386,14 @@ class ConversationAdmin(ReviewAdmin):
 
     @admin.action(permissions=["view"], description="Export selected as JSON")
     def export_json(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
+        audit.record_many(request, "exported", queryset)
         response = HttpResponse(conversations_as_json(queryset), content_type="application/json; charset=utf-8")
         response["Content-Disposition"] = _export_name("json")
         return response
 
     @admin.action(permissions=["view"], description="Export selected as CSV")
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
+        audit.record_many(request, "exported", queryset)
         response = HttpResponse(conversations_as_csv(queryset), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = _export_name("csv")
         return response

@@ -14,10 +14,10 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from chat import generation
+from chat import generation, quotas, usage
 from chat.eventlog import get_event_log
 from chat.generation.liveness import stale_before
-from chat.models import Conversation, Generation, Message, Status, StopReason
+from chat.models import Conversation, Generation, Message, Status, StopReason, UsageEntry
 from chat.storable import storable
 from chat.tree import leaf_of
 
@@ -68,14 +68,21 @@ def _check_rate(user_id: int) -> None:
             status=429,
         )
     # Every answer attempt is a provider request: Retry and Continue count like a
-    # new prompt, or Stop-and-Retry would have no limit.
-    recent = Generation.objects.filter(owner_id=user_id, started_at__gte=timezone.now() - timedelta(minutes=1)).count()
+    # new prompt, or Stop-and-Retry would have no limit. Counted in the usage
+    # ledger, which deleting conversations does not shorten.
+    recent = UsageEntry.objects.filter(
+        user_id=user_id, kind=UsageEntry.Kind.ANSWER, created_at__gte=timezone.now() - timedelta(minutes=1)
+    ).count()
     if recent >= settings.CHAT_PROMPTS_PER_MINUTE:
         raise Refused(
             f"You asked for {recent} answers in the last minute (the limit is {settings.CHAT_PROMPTS_PER_MINUTE}). "
             "Wait a moment, then send again.",
             status=429,
         )
+    try:
+        quotas.check(user_id)
+    except quotas.QuotaReached as exc:
+        raise Refused(str(exc), status=429) from None
 
 
 @dataclass
@@ -103,6 +110,9 @@ async def start(exchange: Exchange) -> None:
 
 
 def _new_generation(message: Message, *, text_offset: int) -> Generation:
+    """The attempt's row, and its entry in the usage ledger."""
+    owner_id = message.conversation.owner_id
+    usage.record_start(owner_id, message.model, conversation_id=message.conversation_id, message_id=message.pk)
     return Generation.objects.create(
         message=message,
         owner_id=message.conversation.owner_id,

@@ -313,3 +313,140 @@ class UserSettings(models.Model):
 
     class Meta:
         verbose_name = verbose_name_plural = "user settings"
+
+
+class UsageEntry(models.Model):
+    """The usage ledger: append-only, never derived from messages (which their
+    users may delete). An `answer` entry is written when an answer attempt
+    starts (the answers-per-day quota and the per-minute limit count them); an
+    `end` entry when it ends, with its tokens, cost and timings."""
+
+    class Kind(models.TextChoices):
+        ANSWER = "answer", "Answer started"
+        END = "end", "Answer ended"
+
+    kind = models.CharField(max_length=6, choices=Kind.choices)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Kept when the account is deleted: usage is the site's record.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    username = models.CharField(max_length=150)
+    # The user's first group (by name) when the entry was written, for usage by group.
+    group = models.CharField(max_length=150, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    # How the attempt ended, and its timings (end entries only).
+    status = models.CharField(max_length=12, blank=True)
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Where it happened, as ids rather than keys: the rows may be deleted.
+    conversation_id = models.BigIntegerField(null=True, blank=True)
+    message_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "usage ledger"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "kind", "created_at"])]
+
+
+class ModelPrice(models.Model):
+    """What a model costs, per million tokens, for the usage ledger's cost."""
+
+    model = models.CharField(max_length=100, unique=True, help_text="The provider's name for the model.")
+    input_per_million = models.DecimalField("input price per million tokens", max_digits=12, decimal_places=4)
+    output_per_million = models.DecimalField("output price per million tokens", max_digits=12, decimal_places=4)
+
+    class Meta:
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return self.model
+
+
+class Quota(models.Model):
+    """A limit on what one user, or a group together, may use in a period."""
+
+    class Period(models.TextChoices):
+        DAY = "day", "Per day"
+        MONTH = "month", "Per month"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
+    group = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.CASCADE)
+    period = models.CharField(max_length=5, choices=Period.choices, default=Period.DAY)
+    max_tokens = models.PositiveBigIntegerField("tokens", null=True, blank=True)
+    max_answers = models.PositiveIntegerField("answers", null=True, blank=True)
+    max_cost = models.DecimalField("cost", max_digits=12, decimal_places=4, null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, group__isnull=True)
+                | models.Q(user__isnull=True, group__isnull=False),
+                name="quota_for_user_or_group",
+                violation_error_message="Set either a user or a group (one, not both).",
+            )
+        ]
+
+    def __str__(self) -> str:
+        who = f"user {self.user}" if self.user_id else f"group {self.group}"
+        return f"{self.get_period_display()} quota of {who}"
+
+
+class DailyUsage(models.Model):
+    """The ledger summed per day, user, group and model, for days that have
+    ended: the dashboard reads these, so its cost does not grow with history."""
+
+    day = models.DateField()
+    user_id = models.BigIntegerField(null=True)
+    username = models.CharField(max_length=150)
+    group = models.CharField(max_length=150, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    answers = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    interrupted = models.PositiveIntegerField(default=0)
+    stopped = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=16, decimal_places=6, default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["day"])]
+
+
+class DailyTiming(models.Model):
+    """First-token times of a day's answers by one model, counted per bucket of
+    chat/dashboard.py's TTFT_BUCKETS_MS."""
+
+    day = models.DateField()
+    model = models.CharField(max_length=100, blank=True)
+    first_token_histogram = models.JSONField(default=list)
+
+    class Meta:
+        indexes = [models.Index(fields=["day"])]
+
+
+class SummedDay(models.Model):
+    """A day whose ledger entries are in DailyUsage and DailyTiming."""
+
+    day = models.DateField(primary_key=True)
+
+
+class AuditEntry(models.Model):
+    """What staff did with other people's data, or to the site's settings:
+    append-only (admin cannot change or delete entries)."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    actor_name = models.CharField(max_length=150)
+    action = models.CharField(max_length=40, db_index=True)
+    # What was acted on: a model's name and the object's id and description.
+    target_type = models.CharField(max_length=60, blank=True)
+    target_id = models.CharField(max_length=40, blank=True)
+    target = models.CharField(max_length=200, blank=True)
+    detail = models.TextField(blank=True)
+    address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "audit trail"
+        ordering = ["-at", "-id"]

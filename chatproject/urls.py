@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 
-from chat import stream, views
+from chat import dashboard, stream, usage_views, views
 
 
 class IdConverter:
@@ -56,7 +56,10 @@ account_urls = [
 urlpatterns = [
     path("", views.home, name="chat-home"),
     path("c/new/", views.new_conversation, name="chat-new"),
+    path("usage/", usage_views.usage, name="chat-usage"),
     path("c/<id:conversation_id>/", include(conversation_urls)),
     path("accounts/", include(account_urls)),
+    # Staff only, as every admin page (admin_view checks is_staff and the session).
+    path("admin/dashboard/", admin.site.admin_view(dashboard.page), name="chat-dashboard"),
     path("admin/", admin.site.urls),
 ]

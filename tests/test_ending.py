@@ -38,7 +38,7 @@ def test_it_stores_the_rows_and_renders_the_stored_answer(conversation):
     assert (message.status, message.content, message.last_seq) == (Status.COMPLETE, "Half an **answer**", 5)
     assert (message.prompt_tokens, message.completion_tokens) == (12, 7)
     assert Generation.objects.get(pk=end.generation.pk).status == Status.COMPLETE
-    assert writes == 2
+    assert writes == 3
     assert "<strong>answer</strong>" in html
 
 
@@ -47,7 +47,7 @@ def test_it_closes_a_tool_call_left_running(conversation):
     call = ToolCall.objects.create(message=end.message, call_id="c1", name="calculator", arguments="{}")
     end.tool_calls.append(call)
     writes, html = store_end(end, Outcome(Status.STOPPED, StopReason.USER_STOP), timezone.now())
-    assert writes == 3
+    assert writes == 4
     assert ToolCall.objects.get(pk=call.pk).state == ToolCall.State.ERROR
     assert "The answer ended before the tool finished." in html
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from chat.models import Conversation, Generation, Message
+from chat.models import Conversation, Message, UsageEntry
 from tests.conftest import HTMX, finished, read_stream, send, shown, texts
 from tests.openai_stub import Stream
 
@@ -152,9 +152,21 @@ async def test_prompts_per_minute_are_limited(stub, alice, alice_async, bob, bob
     # A minute later alice may send again.
     a_minute_ago = timezone.now() - timedelta(seconds=61)
     await Message.objects.filter(conversation=conversation).aupdate(created_at=a_minute_ago)
-    await Generation.objects.filter(message__conversation=conversation).aupdate(started_at=a_minute_ago)
+    await UsageEntry.objects.filter(user=alice).aupdate(created_at=a_minute_ago)
     stub.script(Stream(["again"]))
     assert (await finished((await send(alice_async, conversation, "One more")).pk)).status == "complete"
+
+
+async def test_deleting_conversations_does_not_reset_the_per_minute_limit(stub, alice_async, conversation, settings):
+    """The limit counts the usage ledger, which a deletion leaves alone."""
+    settings.CHAT_PROMPTS_PER_MINUTE = 2
+    for i in range(2):
+        stub.script(Stream([f"answer {i}"]))
+        await finished((await send(alice_async, conversation, f"Prompt {i}")).pk)
+    response = await post(alice_async, f"/c/{conversation.pk}/delete/", {})
+    assert response.status_code in (200, 204, 302)
+    assert not await Conversation.objects.filter(pk=conversation.pk).aexists()
+    assert_refused(await post(alice_async, "/c/new/", {"prompt": "After deleting"}), 429, "the limit is 2")
 
 
 async def test_retries_count_against_the_per_minute_limit(stub, alice_async, conversation, settings):

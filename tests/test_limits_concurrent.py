@@ -122,6 +122,44 @@ def test_one_conversation_starts_one_answer_at_a_time_across_workers_on_postgres
     assert _count(workers[0], STREAMING_ANSWERS, username) == 1
 
 
+def test_a_group_quota_holds_across_two_members_on_two_workers_on_postgresql(two_workers, openai_stub_server):
+    """Two members of one group, each posting on both workers at once: the
+    group's quota of answers is shared, and its check is one step per group."""
+    workers = two_workers({"CHAT_MAX_CONCURRENT_ANSWERS": str(BURST), "CHAT_PROMPTS_PER_MINUTE": str(BURST)})
+    openai_stub_server.default = Stream(["Hi"])
+    members = [workers[0].new_user() for _ in range(2)]
+    group = f"team-{members[0][0]}"
+    workers[0].manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import Group, User\n"
+        "from chat.models import Quota\n"
+        f"g = Group.objects.create(name={group!r})\n"
+        f"for name in {[name for name, _ in members]!r}: User.objects.get(username=name).groups.add(g)\n"
+        "Quota.objects.create(group=g, period='day', max_answers=4)\n",
+    )
+    sessions = [Browserless(workers[0].url, name, password) for name, password in members]
+    clients = [sessions[i % 2].use(workers[(i // 2) % 2].url) for i in range(BURST)]
+    start = threading.Barrier(BURST)
+
+    def post(client: Browserless):
+        start.wait()
+        return client.post("/c/new/", {"prompt": "Hello"})
+
+    with ThreadPoolExecutor(BURST) as pool:
+        responses = list(pool.map(post, clients))
+
+    assert _statuses(responses) == {200: 4, 429: BURST - 4}
+    refused = next(r for r in responses if r.status_code == 429)
+    assert f"of the group “{group}”’s 4 answers today" in refused.text
+    started = workers[0].sql(
+        "SELECT count(*) FROM chat_usageentry WHERE kind = 'answer' AND username IN (?, ?)",
+        members[0][0],
+        members[1][0],
+    )[0][0]
+    assert started == 4
+
+
 # SQLite: two workers on one database file
 
 

@@ -166,9 +166,9 @@ async def test_text_is_written_by_the_clock_never_by_the_token(
         for r in caplog.records
         if r.getMessage().startswith("answer ")
     ]
-    # The final save is two statements (the message and its generation). One
-    # write per token would be 30 or 300 here.
-    flushes = line["db_writes"] - 2
+    # The final save is three statements (the message, its generation and its
+    # usage entry). One write per token would be 30 or 300 here.
+    flushes = line["db_writes"] - 3
     assert 1 <= flushes <= line["duration_s"] / settings.CHAT_FLUSH_INTERVAL + 1
 
 

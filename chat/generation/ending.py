@@ -16,6 +16,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
+from chat import usage
 from chat.generation.tool_calls import UNFINISHED_TOOL
 from chat.models import Generation, Message, Status, StopReason, ToolCall
 from chat.rendering import render_message
@@ -67,7 +68,12 @@ def store_end(end: AttemptEnd, outcome: Outcome, now) -> tuple[int, str | None]:
     database thread. The statements that wrote, and the HTML (None if it could
     not be rendered: viewers render their own)."""
     try:
-        writes = save_end(end, outcome, now)
+        try:
+            writes = save_end(end, outcome, now)
+        except MessageGone:
+            # The conversation was deleted: the attempt's usage is kept anyway.
+            _record_usage(end, outcome, now)
+            raise
         html = render_end(end, now)
     finally:
         # The generation is done with its thread's connection (rendering may
@@ -113,7 +119,8 @@ def save_end(end: AttemptEnd, outcome: Outcome, now) -> int:
             prompt_tokens=end.prompt_tokens,
             completion_tokens=end.completion_tokens,
         )
-        writes = 2
+        _record_usage(end, outcome, now)
+        writes = 3
         if end.tool_calls_started:
             # Only this attempt can have left a call running: a crashed one's were
             # closed when its message was marked interrupted.
@@ -124,6 +131,21 @@ def save_end(end: AttemptEnd, outcome: Outcome, now) -> int:
     for name, value in fields.items():
         setattr(message, name, value)
     return writes
+
+
+def _record_usage(end: AttemptEnd, outcome: Outcome, now) -> None:
+    generation = end.generation
+    usage.record_end(
+        end.message,
+        owner_id=generation.owner_id,
+        status=outcome.status,
+        prompt_tokens=end.prompt_tokens,
+        completion_tokens=end.completion_tokens,
+        # A Continue's first token is the answer's, long before this attempt.
+        first_token_at=end.first_token_at if generation.text_offset == 0 else None,
+        started_at=generation.started_at,
+        now=now,
+    )
 
 
 def render_end(end: AttemptEnd, now) -> str | None:

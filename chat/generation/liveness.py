@@ -4,11 +4,12 @@ a message still `streaming` whose heartbeat is stale is marked interrupted."""
 import logging
 from datetime import timedelta
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from chat import events
+from chat import events, usage
 from chat.eventlog import get_event_log
 from chat.events import Event
 from chat.generation.tasks import running_task
@@ -49,9 +50,23 @@ async def interrupt_if_stale(message: Message) -> bool:
     )
     if not changed:
         return False
-    await Generation.objects.filter(message_id=message.pk, status=Status.STREAMING).aupdate(
+    attempts = Generation.objects.filter(message_id=message.pk, status=Status.STREAMING)
+    # The usage ledger counts the attempt as interrupted (its tokens died with it).
+    ended = [attempt async for attempt in attempts.only("owner_id", "started_at")]
+    await attempts.aupdate(
         status=Status.INTERRUPTED, stop_reason=StopReason.SERVER_RESTART, error=INTERRUPTED_ERROR, finished_at=now
     )
+    for attempt in ended:
+        await sync_to_async(usage.record_end)(
+            message,
+            owner_id=attempt.owner_id,
+            status=Status.INTERRUPTED,
+            prompt_tokens=0,
+            completion_tokens=0,
+            first_token_at=None,
+            started_at=attempt.started_at,
+            now=now,
+        )
     await ToolCall.objects.filter(message_id=message.pk, state=ToolCall.State.RUNNING).aupdate(
         state=ToolCall.State.ERROR, error="The server stopped before the tool finished.", finished_at=now
     )
