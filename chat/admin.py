@@ -31,7 +31,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 
-from chat import lockout_admin  # noqa: F401 (registers failed sign-ins and lockouts)
+from chat import catalog_admin, lockout_admin  # noqa: F401 (register providers and settings; failed sign-ins)
 from chat.export import conversations_as_csv, conversations_as_json
 from chat.models import (
     STATUS_SEVERITY,

@@ -53,8 +53,15 @@ account_urls = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]
 
+# /settings/...: the user's own settings.
+settings_urls = [
+    path("", views.settings_page, name="chat-settings"),
+    path("instructions/", views.save_instructions, name="chat-settings-save"),
+]
+
 urlpatterns = [
     path("", views.home, name="chat-home"),
+    path("settings/", include(settings_urls)),
     path("c/new/", views.new_conversation, name="chat-new"),
     path("c/<id:conversation_id>/", include(conversation_urls)),
     path("accounts/", include(account_urls)),

@@ -10,7 +10,7 @@ refuses its text.
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -57,6 +57,8 @@ class AttemptEnd:
     tool_calls_started: bool
     # The database refused the text: the end keeps what was stored.
     text_refused: bool = False
+    # The models the finished answer offers to retry with (rendered without a query).
+    retry_models: list[tuple[str, str]] = field(default_factory=list)
 
 
 def store_end(end: AttemptEnd, outcome: Outcome, now) -> tuple[int, str | None]:
@@ -125,7 +127,7 @@ def render_end(end: AttemptEnd, now) -> str | None:
         if call.state == ToolCall.State.RUNNING:  # as save_end stored it
             call.state, call.error, call.finished_at = ToolCall.State.ERROR, UNFINISHED_TOOL, now
     try:
-        return render_message(end.message, tool_calls=end.tool_calls)
+        return render_message(end.message, tool_calls=end.tool_calls, retry_models=end.retry_models)
     except Exception:
         logger.exception("rendering the finished answer failed message=%s", end.message.pk)
         return None
@@ -136,7 +138,7 @@ def render_unsaved(end: AttemptEnd, notice: str) -> str | None:
     when its end could not be stored (rendered without the database)."""
     end.message.content = end.content
     try:
-        return render_message(end.message, notice=notice, tool_calls=end.tool_calls)
+        return render_message(end.message, notice=notice, tool_calls=end.tool_calls, retry_models=end.retry_models)
     except Exception:
         logger.exception("rendering the unsaved answer failed message=%s", end.message.pk)
         return None

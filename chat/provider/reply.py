@@ -18,6 +18,7 @@ import openai
 from django.conf import settings
 
 from chat.provider import stream
+from chat.provider.catalog import ModelChoice
 from chat.provider.client import describe_error, error_detail, get_client
 from chat.storable import LARGEST_COUNT, storable
 
@@ -128,22 +129,24 @@ class Reply:
             call.id = f"call_{len(self.calls)}"
 
 
-def request_body(messages: list[dict], tools: list[dict]) -> dict:
-    """One chat-completions request, as the provider reads it."""
+def request_body(choice: ModelChoice, messages: list[dict], tools: list[dict]) -> dict:
+    """One chat-completions request, as the provider reads it: the chosen model's
+    default parameters, which cannot change what the request itself sets."""
     body = {
-        "model": settings.CHAT_MODEL,
+        **choice.parameters,
+        "model": choice.model,
         "messages": messages,
         "stream": True,
         "stream_options": {"include_usage": True},
-        "max_tokens": settings.CHAT_MAX_TOKENS,
+        "max_tokens": choice.max_tokens,
     }
     if tools:
         body["tools"] = tools
     return body
 
 
-async def read_reply(body: dict, reply: Reply, on_text: Callable[[str], Awaitable[None]]) -> None:
-    """One chat-completions request, streamed: each piece of text goes to
+async def read_reply(choice: ModelChoice, body: dict, reply: Reply, on_text: Callable[[str], Awaitable[None]]) -> None:
+    """One chat-completions request to the chosen model, streamed: each piece of text goes to
     `on_text` as it comes (inside the idle timeout: a viewer-side stall counts as
     one), while `reply` gathers the tool calls, usage and finish reason. An
     exception from `on_text` ends the request and closes the provider's response."""
@@ -152,7 +155,7 @@ async def read_reply(body: dict, reply: Reply, on_text: Callable[[str], Awaitabl
     max_bytes = settings.CHAT_MAX_PROVIDER_RESPONSE_BYTES
     loop = asyncio.get_running_loop()
     try:
-        async with stream.completion(get_client(), body) as response:
+        async with stream.completion(get_client(choice), body) as response:
             # The idle timeout: at least `idle` seconds without a chunk, at most a
             # quarter more. The timer moves only when the deadline comes within
             # `idle`, not once per token.
