@@ -20,6 +20,7 @@ from django.conf import settings
 from chat.provider import stream
 from chat.provider.catalog import ModelChoice
 from chat.provider.client import describe_error, error_detail, get_client
+from chat.provider.secrets import scrub
 from chat.storable import LARGEST_COUNT, storable
 
 # ToolCall.name's length: no tool has a longer name.
@@ -179,13 +180,15 @@ async def read_reply(choice: ModelChoice, body: dict, reply: Reply, on_text: Cal
         ) from None
     except (TimeoutError, httpx2.TimeoutException) as exc:
         # Ours, or the client's read timeout (the same length) if it fired first.
-        raise ProviderFailure(f"The model provider sent nothing for {idle:g} seconds.", error_detail(exc)) from None
+        raise ProviderFailure(
+            f"The model provider sent nothing for {idle:g} seconds.", scrub(error_detail(exc), choice.api_key)
+        ) from None
     except (openai.APIError, OSError, ValueError) as exc:
-        raise ProviderFailure(describe_error(exc), error_detail(exc)) from exc
+        raise ProviderFailure(describe_error(exc), scrub(error_detail(exc), choice.api_key)) from exc
     except Exception as exc:
         # httpx2 transport errors mid-stream are not wrapped by the SDK.
         if type(exc).__module__.startswith(("httpx2", "httpcore2")):
-            raise ProviderFailure(describe_error(exc), error_detail(exc)) from exc
+            raise ProviderFailure(describe_error(exc), scrub(error_detail(exc), choice.api_key)) from exc
         raise
     if reply.finish_reason is None:
         raise ProviderFailure(
