@@ -14,6 +14,10 @@ and from Django's test runner alike.
         ...
         assert stub.requests[0]["messages"] == [...]
 
+``GET /v1/models`` lists ``stub.models``, or answers ``stub.models_reply`` (a
+``Status``) instead; ``stub.authorizations`` holds every request's
+``Authorization`` header, in order.
+
 Every reply is sent with ``Connection: close`` and the connection is closed
 after it, so the SDK opens a new connection per request.
 
