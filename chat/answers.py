@@ -112,6 +112,7 @@ def _exchange(
     conversation: Conversation,
     answer: Message,
     choice: ModelChoice,
+    offered: list[tuple[str, str]],
     *,
     text_offset: int,
     prompt: Message | None = None,
@@ -119,7 +120,7 @@ def _exchange(
 ) -> Exchange:
     """The exchange of `answer`, written by `choice`, with the instructions its
     owner's answers are sent."""
-    setup = Setup(choice, load_system_prompt(conversation.owner_id), catalog.options())
+    setup = Setup(choice, load_system_prompt(conversation.owner_id), offered)
     return Exchange(conversation, answer, _new_generation(answer, text_offset=text_offset), prompt, earlier, setup)
 
 
@@ -182,9 +183,9 @@ def store_new_conversation(owner_id: int, prompt: str, model: str | None = None)
     return _store_prompt(None, owner_id, clean_prompt(prompt), model=model)
 
 
-def _picked(model: str) -> int | None:
+def _picked(model: str, offered: list[tuple[str, str]]) -> int | None:
     try:
-        return catalog.picked(model)
+        return catalog.picked(model, offered)
     except catalog.NotOffered:
         raise Refused("The model you chose is not offered any more. Reload the page and choose another.") from None
 
@@ -208,7 +209,8 @@ def _store_prompt(
     now = timezone.now()
     new = conversation is None
     parent_id = None
-    option_id = _picked(model) if model is not None else None
+    offered = catalog.options()
+    option_id = _picked(model, offered) if model is not None else None
     if new:
         conversation = Conversation.objects.create(
             owner_id=owner_id, title=_title(prompt), updated_at=now, model_option_id=option_id
@@ -222,7 +224,7 @@ def _store_prompt(
         if model is not None:
             fields["model_option_id"] = conversation.model_option_id = option_id
         Conversation.objects.filter(pk=conversation.pk).update(**fields)
-    choice = catalog.resolve(conversation.model_option_id)
+    choice = catalog.resolve(conversation.model_option_id, offered)
     user_message = Message.objects.create(
         conversation=conversation, role=Message.Role.USER, content=prompt, parent_id=parent_id
     )
@@ -231,6 +233,7 @@ def _store_prompt(
         conversation,
         assistant,
         choice,
+        offered,
         text_offset=0,
         prompt=user_message,
         # A first prompt's history is itself: the generation need not read it back.
@@ -278,13 +281,14 @@ def store_continue(message: Message) -> Exchange:
         raise Refused("This answer cannot be continued now.", status=409)
     conversation = message.conversation
     _show(conversation, message.pk)
-    choice = catalog.resolve(message.model_option_id)
+    offered = catalog.options()
+    choice = catalog.resolve(message.model_option_id, offered)
     if choice.option_id != message.model_option_id or choice.model != message.model:
         Message.objects.filter(pk=message.pk).update(model=choice.model, model_option=choice.option)
     message.refresh_from_db()
     message.conversation = conversation  # refresh_from_db() forgets it
     message.model_option = choice.option
-    return _exchange(conversation, message, choice, text_offset=len(message.content))
+    return _exchange(conversation, message, choice, offered, text_offset=len(message.content))
 
 
 @transaction.atomic
@@ -296,11 +300,12 @@ def store_retry(message: Message, model: str | None = None) -> Exchange:
     # Checked in the user's turn: a second click, or a Continue of the same
     # answer, has stored what makes this one refused.
     _refuse_while_answering(message.conversation_id)
-    option_id = _picked(model) if model else message.conversation.model_option_id
-    choice = catalog.resolve(option_id)
+    offered = catalog.options()
+    option_id = _picked(model, offered) if model else message.conversation.model_option_id
+    choice = catalog.resolve(option_id, offered)
     prompt = Message(pk=message.parent_id, conversation=message.conversation)
     answer = _new_assistant_message(message.conversation, prompt, choice)
-    return _exchange(message.conversation, answer, choice, text_offset=0)
+    return _exchange(message.conversation, answer, choice, offered, text_offset=0)
 
 
 def _show(conversation: Conversation, leaf_id: int) -> None:

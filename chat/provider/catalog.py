@@ -162,40 +162,40 @@ def picker(option_id: int | None) -> Picker:
     if not offered:
         env = environment_choice()
         return Picker([(env.value, env.label)], env.value, demo=env.demo)
-    values = {value for value, _ in offered}
-    selected = str(option_id)
-    if selected not in values:
-        selected = str(_default_id())
-        if selected not in values:
-            selected = offered[0][0]
-    return Picker(offered, selected)
+    return Picker(offered, _selected(option_id, offered))
 
 
-def picked(value: str) -> int | None:
+def picked(value: str, offered: list[tuple[str, str]]) -> int | None:
     """The offered model a form posted (its id), or None for the default ("").
-    Raises NotOffered for anything else, a disabled or removed model included."""
+    Raises NotOffered for anything else, a disabled or removed model included.
+    `offered`: options(), read by the caller."""
     value = value.strip()
     if not value:
         return None
-    if not (value.isdigit() and len(value) < 19) or not _offered().filter(pk=int(value)).exists():
+    if value not in {v for v, _ in offered}:
         raise NotOffered(value)
     return int(value)
 
 
-def resolve(option_id: int | None) -> ModelChoice:
+def resolve(option_id: int | None, offered: list[tuple[str, str]]) -> ModelChoice:
     """The model an answer is written by: the offered model `option_id` when it
-    is enabled, else the site's default model, else the first offered one, else
-    the environment's."""
-    offered = _offered()
-    if option_id is not None:
-        option = offered.filter(pk=option_id).first()
-        if option is not None:
-            return offered_choice(option)
-    default_id = _default_id()
-    option = offered.filter(pk=default_id).first() if default_id is not None else None
-    if option is None:
-        option = offered.first()
-    return offered_choice(option) if option is not None else environment_choice()
+    is on offer, else the site's default model, else the first offered one, else
+    (none offered) the environment's. `offered`: options(), read by the caller.
+    At most two queries, none while nothing is offered."""
+    if not offered:
+        return environment_choice()
+    chosen = _offered().filter(pk=int(_selected(option_id, offered))).first() or _offered().first()
+    return offered_choice(chosen) if chosen is not None else environment_choice()
+
+
+def _selected(option_id: int | None, offered: list[tuple[str, str]]) -> str:
+    """The value of `option_id` among `offered`, else of the site's default, else
+    the first's."""
+    values = {value for value, _ in offered}
+    for value in (str(option_id), str(_default_id())):
+        if value in values:
+            return value
+    return offered[0][0]
 
 
 def _default_id() -> int | None:
