@@ -220,10 +220,18 @@ class SiteSettingsAdmin(admin.ModelAdmin):
 
 @admin.register(UserSettings)
 class UserSettingsAdmin(admin.ModelAdmin):
+    """Read-only: a user's instructions are theirs to change, on their settings page."""
+
     list_display = ["user", "instructions_start"]
     search_fields = ["user__username"]
     list_select_related = ["user"]
     raw_id_fields = ["user"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
     @admin.display(description="instructions")
     def instructions_start(self, row: UserSettings) -> str:

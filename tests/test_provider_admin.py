@@ -14,7 +14,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from chat.export import conversations_as_csv, conversations_as_json
-from chat.models import Conversation, OfferedModel, Provider, SiteSettings
+from chat.models import Conversation, OfferedModel, Provider, SiteSettings, UserSettings
 from chat.provider import catalog, secrets
 from tests.conftest import finished, send
 from tests.live import free_port
@@ -271,6 +271,10 @@ def test_staff_see_users_settings_and_users_do_not_reach_the_admin(admin_client,
     alice_client.post("/settings/instructions/", {"instructions": "Answer briefly."})
     listing = admin_client.get("/admin/chat/usersettings/").content.decode()
     assert "alice" in listing and "Answer briefly." in listing
+    row = UserSettings.objects.get()
+    response = admin_client.post(f"/admin/chat/usersettings/{row.pk}/change/", {"instructions": "Staff's words"})
+    assert response.status_code == 403
+    assert UserSettings.objects.get().instructions == "Answer briefly."
     for url in ("/admin/chat/provider/", "/admin/chat/sitesettings/", "/admin/chat/usersettings/"):
         assert alice_client.get(url).status_code == 302, url
 
