@@ -22,8 +22,9 @@ _running: dict[int, asyncio.Task] = {}
 def start(generation: Generation, earlier: list[Message] | None, setup: Setup) -> asyncio.Task:
     """Start generating in the background. `generation.message` (with its
     conversation) is the generation's from now on; `earlier`, the messages before
-    it, when the caller knows them; `setup`, its model and instructions. A fresh context: the task must not inherit the
-    request's (its thread-sensitive ORM executor ends with it)."""
+    it, when the caller knows them; `setup`, its model and instructions. A fresh
+    context: the task must not inherit the request's (its thread-sensitive ORM
+    executor ends with it)."""
     message_id = generation.message_id
     task = asyncio.get_running_loop().create_task(
         _run(generation, earlier, setup), context=contextvars.Context(), name=f"generation-{message_id}"

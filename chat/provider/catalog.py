@@ -27,7 +27,7 @@ logger = logging.getLogger("chat.provider")
 # A conservative estimate of characters per token for the history's budget:
 # English prose is about four, code and many other languages fewer.
 CHARS_PER_TOKEN = 3
-# The history's budget never goes below this, however small a context is set.
+# A request's budget never goes below this, however small a context is set.
 MIN_CONTEXT_CHARS = 1000
 # Parameters an offered model may not set: the request's own.
 RESERVED_PARAMETERS = frozenset(
@@ -46,6 +46,10 @@ RESERVED_PARAMETERS = frozenset(
 DEMO_LABEL = "Demo model"
 # Longest wait for a provider's model list, so saving a provider in admin is quick.
 LIST_TIMEOUT = 15
+# Most models kept of a provider's list (the largest lists have a few hundred);
+# an id longer than OfferedModel.model_id holds cannot be offered, so is not kept.
+MAX_LISTED_MODELS = 2000
+MAX_MODEL_ID = 100
 
 
 class NotOffered(Exception):
@@ -192,10 +196,10 @@ def _selected(option_id: int | None, offered: list[tuple[str, str]]) -> str:
     """The value of `option_id` among `offered`, else of the site's default, else
     the first's."""
     values = {value for value, _ in offered}
-    for value in (str(option_id), str(_default_id())):
-        if value in values:
-            return value
-    return offered[0][0]
+    if str(option_id) in values:
+        return str(option_id)
+    default = str(_default_id())
+    return default if default in values else offered[0][0]
 
 
 def _default_id() -> int | None:
@@ -232,10 +236,11 @@ def refresh(provider: Provider) -> None:
 
 
 def fetch_models(base_url: str, api_key: str) -> list[str]:
-    """The ids of the models the provider lists, sorted."""
+    """The ids of the models the provider lists, sorted (at most MAX_LISTED_MODELS)."""
     timeout = httpx2.Timeout(LIST_TIMEOUT, connect=settings.CHAT_CONNECT_TIMEOUT)
     with openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout) as client:
-        return sorted({str(model.id) for model in client.models.list()})
+        ids = {str(model.id) for model in client.models.list()}
+    return sorted(i for i in ids if 0 < len(i) <= MAX_MODEL_ID)[:MAX_LISTED_MODELS]
 
 
 def _list_error(exc: Exception, provider: Provider) -> str:

@@ -71,9 +71,9 @@ def build_messages(
     """The request for generating `message` (an assistant message): the system
     message `system`, then the history within its budget: `context_chars`
     characters of JSON for the whole request when the model's context is known,
-    else CHAT_MAX_CONTEXT_CHARS for the history alone. When it has text or tool calls already,
-    this is a Continue: the partial answer is the assistant's turn and the model
-    is asked to go on from there."""
+    else CHAT_MAX_CONTEXT_CHARS for the history alone. When the answer has text
+    or tool calls already, this is a Continue: the partial answer is the
+    assistant's turn and the model is asked to go on from there."""
     turns: list[list[dict]] = []
     for m in earlier:
         if m.role == Message.Role.USER:

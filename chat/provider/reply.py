@@ -147,10 +147,11 @@ def request_body(choice: ModelChoice, messages: list[dict], tools: list[dict]) -
 
 
 async def read_reply(choice: ModelChoice, body: dict, reply: Reply, on_text: Callable[[str], Awaitable[None]]) -> None:
-    """One chat-completions request to the chosen model, streamed: each piece of text goes to
-    `on_text` as it comes (inside the idle timeout: a viewer-side stall counts as
-    one), while `reply` gathers the tool calls, usage and finish reason. An
-    exception from `on_text` ends the request and closes the provider's response."""
+    """One chat-completions request to the chosen model, streamed: each piece of
+    text goes to `on_text` as it comes (inside the idle timeout: a viewer-side
+    stall counts as one), while `reply` gathers the tool calls, usage and finish
+    reason. An exception from `on_text` ends the request and closes the
+    provider's response."""
     idle = settings.CHAT_IDLE_TIMEOUT
     max_line_bytes = settings.CHAT_MAX_PROVIDER_LINE_BYTES
     max_bytes = settings.CHAT_MAX_PROVIDER_RESPONSE_BYTES
@@ -180,21 +181,24 @@ async def read_reply(choice: ModelChoice, body: dict, reply: Reply, on_text: Cal
         ) from None
     except (TimeoutError, httpx2.TimeoutException) as exc:
         # Ours, or the client's read timeout (the same length) if it fired first.
-        raise ProviderFailure(
-            f"The model provider sent nothing for {idle:g} seconds.", scrub(error_detail(exc), choice.api_key)
-        ) from None
+        raise ProviderFailure(f"The model provider sent nothing for {idle:g} seconds.", _detail(exc, choice)) from None
     except (openai.APIError, OSError, ValueError) as exc:
-        raise ProviderFailure(describe_error(exc), scrub(error_detail(exc), choice.api_key)) from exc
+        raise ProviderFailure(describe_error(exc), _detail(exc, choice)) from exc
     except Exception as exc:
         # httpx2 transport errors mid-stream are not wrapped by the SDK.
         if type(exc).__module__.startswith(("httpx2", "httpcore2")):
-            raise ProviderFailure(describe_error(exc), scrub(error_detail(exc), choice.api_key)) from exc
+            raise ProviderFailure(describe_error(exc), _detail(exc, choice)) from exc
         raise
     if reply.finish_reason is None:
         raise ProviderFailure(
             "The model's answer ended without finishing (the stream was cut off).",
             "The stream ended without a finish_reason.",
         )
+
+
+def _detail(exc: BaseException, choice: ModelChoice) -> str:
+    """The provider's account of a failure, without the key (an error body may echo it)."""
+    return scrub(error_detail(exc), choice.api_key)
 
 
 def _counted(total: int, reported) -> int:
