@@ -303,3 +303,34 @@ async def test_a_providers_key_is_sent_to_it_decrypted(alice_async, conversation
     await prompt(alice_async, conversation, "Hi", model=str(stored.pk))
     await prompt(alice_async, conversation, "Again", model=str(from_env.pk))
     assert stub.authorizations == ["Bearer sk-stored-key-1234", "Bearer sk-env-key-5678"]
+
+
+def test_the_page_reads_the_models_labels_in_the_same_queries_whatever_the_length(alice, alice_client, stub):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    provider = Provider.objects.create(name="Stub", base_url=stub.base_url)
+    options = [OfferedModel.objects.create(provider=provider, model_id=f"m{i}", label=f"Model {i}") for i in range(4)]
+    counts = []
+    for length in (2, 12):
+        conversation = Conversation.objects.create(owner=alice)
+        parent = None
+        for i in range(length):
+            question = Message.objects.create(conversation=conversation, role="user", content="Q", parent=parent)
+            option = options[i % len(options)]
+            parent = Message.objects.create(
+                conversation=conversation,
+                role="assistant",
+                content="A",
+                parent=question,
+                model=option.model_id,
+                model_option=option,
+            )
+        Conversation.objects.filter(pk=conversation.pk).update(active_leaf=parent)
+        with CaptureQueriesContext(connection) as queries:
+            page = alice_client.get(f"/c/{conversation.pk}/").content.decode()
+        assert re.findall(r'<span class="msg-model">([^<]*)</span>', page) == [
+            f"Model {i % len(options)}" for i in range(length)
+        ]
+        counts.append(len(queries))
+    assert counts[0] == counts[1]

@@ -12,8 +12,23 @@ from tests.openai_stub import Stream
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def offer_two_models(server, base_url: str) -> dict[str, str]:
-    """Model A and Model B, offered from a provider at the stub; their picker values."""
+@pytest.fixture
+def offer_two_models():
+    """Model A and Model B, offered from a provider at the stub; their picker
+    values. Removed at the end: with a DATABASE_URL the live servers of a test
+    session share one database, and the other tests expect the environment's model."""
+    servers = []
+
+    def offer(server, base_url: str) -> dict[str, str]:
+        servers.append(server)
+        return _offer(server, base_url)
+
+    yield offer
+    for server in servers:
+        server.manage("shell", "-c", "from chat.models import Provider\nProvider.objects.filter(name='Stub').delete()")
+
+
+def _offer(server, base_url: str) -> dict[str, str]:
     server.manage(
         "shell",
         "-c",
@@ -32,7 +47,7 @@ def _answer(page, text: str):
     return answer
 
 
-def test_pick_a_model_send_and_the_choice_stays(open_chat, live_server_factory, openai_stub_server):
+def test_pick_a_model_send_and_the_choice_stays(open_chat, live_server_factory, openai_stub_server, offer_two_models):
     server = live_server_factory()
     ids = offer_two_models(server, openai_stub_server.base_url)
     chat = open_chat(server=server)
@@ -62,7 +77,7 @@ def test_pick_a_model_send_and_the_choice_stays(open_chat, live_server_factory, 
     assert not chat.console_errors, chat.console_errors
 
 
-def test_retry_with_another_model(open_chat, live_server_factory, openai_stub_server):
+def test_retry_with_another_model(open_chat, live_server_factory, openai_stub_server, offer_two_models):
     server = live_server_factory()
     offer_two_models(server, openai_stub_server.base_url)
     chat = open_chat(server=server)
