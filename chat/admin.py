@@ -31,9 +31,9 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 
-# Imported for what they register: failed sign-ins and lockouts; quotas, prices
-# and the usage ledger.
-from chat import audit, lockout_admin, usage_admin  # noqa: F401
+# Imported for what they register: providers and the site's settings; failed
+# sign-ins and lockouts; quotas, prices and the usage ledger.
+from chat import audit, catalog_admin, lockout_admin, usage_admin  # noqa: F401
 from chat.export import conversations_as_csv, conversations_as_json
 from chat.models import (
     STATUS_SEVERITY,

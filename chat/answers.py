@@ -16,8 +16,12 @@ from django.utils import timezone
 
 from chat import generation, quotas, usage
 from chat.eventlog import get_event_log
+from chat.generation.answer import Setup
 from chat.generation.liveness import stale_before
 from chat.models import Conversation, Generation, Message, Status, StopReason, UsageEntry
+from chat.provider import catalog
+from chat.provider.catalog import ModelChoice
+from chat.provider.prompt import load_system_prompt
 from chat.storable import storable
 from chat.tree import leaf_of
 
@@ -95,6 +99,8 @@ class Exchange:
     prompt: Message | None = None
     # The messages before the answer, when the request knows them without a query.
     earlier: list[Message] | None = None
+    # Its model and instructions, read in the start's transaction.
+    setup: Setup | None = None
 
 
 async def start(exchange: Exchange) -> None:
@@ -106,7 +112,23 @@ async def start(exchange: Exchange) -> None:
         # The event log is unreachable (Redis down): the answer is still written
         # to the database, and its stream tells the viewer so.
         logger.warning("event log unreachable, answering anyway message=%s", message.pk, exc_info=True)
-    generation.start(exchange.generation, exchange.earlier)
+    generation.start(exchange.generation, exchange.earlier, exchange.setup)
+
+
+def _exchange(
+    conversation: Conversation,
+    answer: Message,
+    choice: ModelChoice,
+    offered: list[tuple[str, str]],
+    *,
+    text_offset: int,
+    prompt: Message | None = None,
+    earlier: list[Message] | None = None,
+) -> Exchange:
+    """The exchange of `answer`, written by `choice`, with the instructions its
+    owner's answers are sent."""
+    setup = Setup(choice, load_system_prompt(conversation.owner_id), offered)
+    return Exchange(conversation, answer, _new_generation(answer, text_offset=text_offset), prompt, earlier, setup)
 
 
 def _new_generation(message: Message, *, text_offset: int) -> Generation:
@@ -122,15 +144,17 @@ def _new_generation(message: Message, *, text_offset: int) -> Generation:
     )
 
 
-def _new_assistant_message(conversation: Conversation, prompt: Message) -> Message:
-    """The answer to `prompt`, streaming; it becomes the end of the branch on screen."""
+def _new_assistant_message(conversation: Conversation, prompt: Message, choice: ModelChoice) -> Message:
+    """The answer to `prompt` by `choice`, streaming; it becomes the end of the
+    branch on screen."""
     now = timezone.now()
     message = Message.objects.create(
         conversation=conversation,
         parent_id=prompt.pk,
         role=Message.Role.ASSISTANT,
         status=Status.STREAMING,
-        model=settings.CHAT_MODEL,
+        model=choice.model,
+        model_option=choice.option,
         created_at=now,
         heartbeat_at=now,
     )
@@ -155,15 +179,25 @@ def _refuse_while_answering(conversation_id: int) -> None:
         raise Refused("An answer is still being written in this conversation. Wait for it or stop it.", status=409)
 
 
-def store_prompt(conversation: Conversation, prompt: str, after: int | None = None) -> Exchange:
+def store_prompt(
+    conversation: Conversation, prompt: str, after: int | None = None, model: str | None = None
+) -> Exchange:
     """A prompt in an existing conversation, and its answer. It follows the answer
-    `after` (the last one of the branch on the sender's screen), or the active leaf."""
-    return _store_prompt(conversation, conversation.owner_id, clean_prompt(prompt), after=after)
+    `after` (the last one of the branch on the sender's screen), or the active leaf.
+    `model`, the picker's value, becomes the conversation's model (None: unchanged)."""
+    return _store_prompt(conversation, conversation.owner_id, clean_prompt(prompt), after=after, model=model)
 
 
-def store_new_conversation(owner_id: int, prompt: str) -> Exchange:
+def store_new_conversation(owner_id: int, prompt: str, model: str | None = None) -> Exchange:
     """A first prompt: the conversation, titled after it, and its two messages."""
-    return _store_prompt(None, owner_id, clean_prompt(prompt))
+    return _store_prompt(None, owner_id, clean_prompt(prompt), model=model)
+
+
+def _picked(model: str, offered: list[tuple[str, str]]) -> int | None:
+    try:
+        return catalog.picked(model, offered)
+    except catalog.NotOffered:
+        raise Refused("The model you chose is not offered any more. Reload the page and choose another.") from None
 
 
 def store_edit(original: Message, prompt: str) -> Exchange:
@@ -179,28 +213,38 @@ def _store_prompt(
     *,
     after: int | None = None,
     edit: Message | None = None,
+    model: str | None = None,
 ) -> Exchange:
     _check_rate(owner_id)
     now = timezone.now()
     new = conversation is None
     parent_id = None
+    offered = catalog.options()
+    option_id = _picked(model, offered) if model is not None else None
     if new:
-        conversation = Conversation.objects.create(owner_id=owner_id, title=_title(prompt), updated_at=now)
+        conversation = Conversation.objects.create(
+            owner_id=owner_id, title=_title(prompt), updated_at=now, model_option_id=option_id
+        )
     else:
         _refuse_while_answering(conversation.pk)
         parent_id = edit.parent_id if edit is not None else _parent_for_prompt(conversation, after)
         fields = {"updated_at": now}
         if not conversation.messages.filter(role=Message.Role.USER).exists():
             fields["title"] = _title(prompt)
+        if model is not None:
+            fields["model_option_id"] = conversation.model_option_id = option_id
         Conversation.objects.filter(pk=conversation.pk).update(**fields)
+    choice = catalog.resolve(conversation.model_option_id, offered)
     user_message = Message.objects.create(
         conversation=conversation, role=Message.Role.USER, content=prompt, parent_id=parent_id
     )
-    assistant = _new_assistant_message(conversation, user_message)
-    return Exchange(
+    assistant = _new_assistant_message(conversation, user_message, choice)
+    return _exchange(
         conversation,
         assistant,
-        _new_generation(assistant, text_offset=0),
+        choice,
+        offered,
+        text_offset=0,
         prompt=user_message,
         # A first prompt's history is itself: the generation need not read it back.
         earlier=[user_message] if parent_id is None else None,
@@ -224,7 +268,8 @@ def _title(prompt: str) -> str:
 @transaction.atomic
 def store_continue(message: Message) -> Exchange:
     """The stopped or interrupted answer, claimed for a generation that goes on
-    from its end."""
+    from its end, by the model that wrote it (the default, if that one is no
+    longer offered)."""
     _check_rate(message.conversation.owner_id)
     _refuse_while_answering(message.conversation_id)
     # Continued text would not fit the prompts that already follow the answer.
@@ -246,21 +291,31 @@ def store_continue(message: Message) -> Exchange:
         raise Refused("This answer cannot be continued now.", status=409)
     conversation = message.conversation
     _show(conversation, message.pk)
+    offered = catalog.options()
+    choice = catalog.resolve(message.model_option_id, offered)
+    if choice.option_id != message.model_option_id or choice.model != message.model:
+        Message.objects.filter(pk=message.pk).update(model=choice.model, model_option=choice.option)
     message.refresh_from_db()
     message.conversation = conversation  # refresh_from_db() forgets it
-    return Exchange(conversation, message, _new_generation(message, text_offset=len(message.content)))
+    message.model_option = choice.option
+    return _exchange(conversation, message, choice, offered, text_offset=len(message.content))
 
 
 @transaction.atomic
-def store_retry(message: Message) -> Exchange:
-    """A new answer to the prompt of `message`: its sibling, on a new branch."""
+def store_retry(message: Message, model: str | None = None) -> Exchange:
+    """A new answer to the prompt of `message`: its sibling, on a new branch,
+    written by the conversation's model, or by `model` (a "Retry with" choice,
+    which leaves the conversation's model as it was)."""
     _check_rate(message.conversation.owner_id)
     # Checked in the user's turn: a second click, or a Continue of the same
     # answer, has stored what makes this one refused.
     _refuse_while_answering(message.conversation_id)
+    offered = catalog.options()
+    option_id = _picked(model, offered) if model else message.conversation.model_option_id
+    choice = catalog.resolve(option_id, offered)
     prompt = Message(pk=message.parent_id, conversation=message.conversation)
-    answer = _new_assistant_message(message.conversation, prompt)
-    return Exchange(message.conversation, answer, _new_generation(answer, text_offset=0))
+    answer = _new_assistant_message(message.conversation, prompt, choice)
+    return _exchange(message.conversation, answer, choice, offered, text_offset=0)
 
 
 def _show(conversation: Conversation, leaf_id: int) -> None:

@@ -2,7 +2,8 @@
 settings (who, when, what, from where), one AuditEntry per action.
 
 `record` writes an entry; `AuditedAdmin` records every add, change and delete
-made through an admin class (quotas, prices, providers, tool servers). The
+made through an admin class (quotas, prices, providers and their models, the
+site's settings, tool servers). The
 review admin records opening a transcript, exporting, flagging and reviewing.
 """
 
@@ -28,7 +29,7 @@ def record(request: HttpRequest, action: str, target: Model | None = None, detai
         actor_name=user.get_username() if user.is_authenticated else "",
         action=action,
         target_type=target._meta.label if target is not None else "",
-        target_id=str(target.pk) if target is not None else "",
+        target_id=str(target.pk) if target is not None and target.pk is not None else "",
         target=str(target)[:200] if target is not None else "",
         detail=detail[:MAX_DETAIL],
         address=_address(request),
@@ -60,6 +61,16 @@ class AuditedAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         changed = ", ".join(form.changed_data) if change else ""
         record(request, "changed" if change else "added", obj, f"fields: {changed}" if changed else "")
+
+    def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:
+        super().save_formset(request, form, formset, change)
+        # What its inlines added, changed and deleted (an offered model of a provider).
+        for obj in formset.new_objects:
+            record(request, "added", obj)
+        for obj, fields in formset.changed_objects:
+            record(request, "changed", obj, f"fields: {', '.join(fields)}")
+        for obj in formset.deleted_objects:
+            record(request, "deleted", obj)
 
     def delete_model(self, request: HttpRequest, obj) -> None:
         record(request, "deleted", obj)

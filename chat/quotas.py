@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.timesince import timeuntil
 
 from chat.models import Quota
-from chat.usage import Spent, entries_counted_by, period_bounds, spent
+from chat.usage import Spent, by_model, entries_counted_by, period_bounds, spent
 
 
 class QuotaReached(Exception):
@@ -88,3 +88,32 @@ def check(user_id: int) -> None:
                 f"You have used {used} {period}. The quota resets at {local:%H:%M} {local.tzname()} on "
                 f"{local:%-d %B} (in {timeuntil(state.resets_at, now)})."
             )
+
+
+def usage_summary(user_id: int) -> dict:
+    """What a user's settings page shows of their usage: this month by model, and
+    each quota that applies with what was spent against it."""
+    now = timezone.now()
+    month_start, _ = period_bounds(Quota.Period.MONTH, now)
+    rows = by_model(user_id, month_start)
+    applying = states(quotas_of(user_id), now)
+    return {
+        "by_model": rows,
+        "month_tokens": sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows),
+        "month_cost": sum(r["cost"] for r in rows),
+        "quotas": [
+            {
+                "state": s,
+                "limits": [
+                    (label, used, limit)
+                    for label, used, limit in (
+                        ("Answers", s.spent.answers, s.quota.max_answers),
+                        ("Tokens", s.spent.tokens, s.quota.max_tokens),
+                        ("Cost", s.spent.cost, s.quota.max_cost),
+                    )
+                    if limit is not None
+                ],
+            }
+            for s in applying
+        ],
+    }

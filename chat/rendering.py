@@ -20,6 +20,7 @@ from chat import events
 from chat.live_markdown import LiveMarkdown
 from chat.markdown import render_markdown
 from chat.models import Message, Status, ToolCall
+from chat.provider import catalog
 from chat.storable import storable
 
 
@@ -212,7 +213,11 @@ def _markdown(text: str) -> str:
     return render_markdown(text)
 
 
-def message_context(message: Message, tool_calls: list[ToolCall] | None = None) -> dict:
+def message_context(
+    message: Message, tool_calls: list[ToolCall] | None = None, retry_models: list[tuple[str, str]] | None = None
+) -> dict:
+    """What _message.html shows of `message`. `retry_models`, the models a
+    finished answer offers to retry with, are read when not given."""
     if message.role != Message.Role.ASSISTANT:
         # A prompt has no actions: no URLs to build (five reverses per message).
         return {"m": message, "segments": [], "user_text": message.content}
@@ -242,16 +247,28 @@ def message_context(message: Message, tool_calls: list[ToolCall] | None = None) 
         # Asked for only where the page shows it: a finished answer. A missing
         # reverse one-to-one raises an AttributeError subclass.
         "feedback": getattr(message, "feedback", None) if not message.is_streaming else None,
+        "retry_models": _retry_models(message, retry_models),
     }
 
 
+def _retry_models(message: Message, given: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    if message.is_streaming:
+        return []  # no actions while it streams
+    return catalog.options() if given is None else given
+
+
 def render_message(
-    message: Message, *, is_last: bool = True, notice: str = "", tool_calls: list[ToolCall] | None = None
+    message: Message,
+    *,
+    is_last: bool = True,
+    notice: str = "",
+    tool_calls: list[ToolCall] | None = None,
+    retry_models: list[tuple[str, str]] | None = None,
 ) -> str:
     """One message as its own fragment. `notice` replaces the live stream with a
     message to the user (used when the live connection cannot be followed);
-    `tool_calls`, the message's, when the caller has them."""
-    context = message_context(message, tool_calls)
+    `tool_calls` and `retry_models` when the caller has them (message_context)."""
+    context = message_context(message, tool_calls, retry_models)
     context["is_last"] = is_last
     context["notice"] = notice
     return render_to_string("chat/_message.html", context)

@@ -260,7 +260,7 @@ async def _terminal_frame(message: Message, notice: str = "") -> str:
     the client missed, it ends up with exactly the saved answer. The generation
     renders it once into its terminal event; this renders it from the database
     when the event has no HTML or the log no longer holds it."""
-    fresh = await Message.objects.select_related("conversation", "feedback").aget(pk=message.pk)
+    fresh = await Message.objects.select_related("conversation", "feedback", "model_option").aget(pk=message.pk)
     html = await sync_to_async(render_message)(fresh, notice=notice)
     event_type = sse_error if notice else terminal_event_type(fresh.status)
     return sse.frame(event_type, html, id=fresh.last_seq)

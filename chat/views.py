@@ -12,10 +12,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url, replace_url, reswap, retarget
 
-from chat import answers, tree
+from chat import answers, quotas, tree
 from chat.eventlog import get_event_log
 from chat.generation.liveness import interrupt_if_stale
-from chat.models import Conversation, Feedback, Message, Status
+from chat.models import Conversation, Feedback, Message, Status, UserSettings
 from chat.ownership import (
     aanswer_for,
     aconversation_for,
@@ -25,11 +25,14 @@ from chat.ownership import (
     conversation_for,
     conversations_of,
 )
+from chat.provider import catalog
 from chat.rendering import message_context, render_message
 from chat.serving.login import login_required
 from chat.storable import storable
 
 SIDEBAR_SIZE = 100
+# Longest custom instructions: every answer's request carries them.
+MAX_INSTRUCTIONS_CHARS = 4000
 
 
 def _refusal(request: HttpRequest, refused: answers.Refused) -> HttpResponse:
@@ -64,25 +67,27 @@ def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
 
 def _page(request: HttpRequest, current: Conversation | None, at: int | None = None) -> HttpResponse:
     conversations = conversations_of(request.user)[:SIDEBAR_SIZE]
-    messages = _branch(current, at) if current is not None else []
+    picker = catalog.picker(current.model_option_id if current is not None else None)
+    messages = _branch(current, picker.options, at) if current is not None else []
     return render(
         request,
         "chat/page.html",
-        {"conversations": conversations, "current": current, "messages": messages},
+        {"conversations": conversations, "current": current, "messages": messages, "picker": picker},
     )
 
 
-def _branch(current: Conversation, at: int | None = None) -> list[dict]:
+def _branch(current: Conversation, retry_models: list[tuple[str, str]], at: int | None = None) -> list[dict]:
     """The messages of the branch on screen, root first, each with its pager:
-    three queries whatever the branch's length (its messages with their feedback,
-    their tool calls, the siblings of all of them)."""
+    three queries whatever the branch's length (its messages with their feedback
+    and offered model, their tool calls, the siblings of all of them)."""
     leaf = tree.latest_under(at) if at is not None else tree.leaf_of(current)
     if leaf is None:
         return []
     if at is not None:
         current.active_leaf_id = leaf  # what the composer's prompt follows
     rows = list(
-        tree.path_to(leaf).select_related("feedback").prefetch_related("tool_calls")  # in ToolCall's order
+        # Tool calls in ToolCall's order.
+        tree.path_to(leaf).select_related("feedback", "model_option").prefetch_related("tool_calls")
     )
     for m in rows:
         if m.status == Status.STREAMING:
@@ -91,7 +96,7 @@ def _branch(current: Conversation, at: int | None = None) -> list[dict]:
     last_assistant = max((m.pk for m in rows if m.role == Message.Role.ASSISTANT), default=None)
     messages = []
     for m in rows:
-        context = message_context(m, list(m.tool_calls.all()))
+        context = message_context(m, list(m.tool_calls.all()), retry_models)
         context["is_last"] = m.pk == last_assistant
         context["pager"] = pagers.get(m.pk)
         messages.append(context)
@@ -101,7 +106,7 @@ def _branch(current: Conversation, at: int | None = None) -> list[dict]:
 def _branch_html(request: HttpRequest, current: Conversation) -> str:
     """The branch on screen after it changed (an edit, a Retry, a switch): the
     message list, and out of band what the composer's next prompt follows."""
-    context = {"current": current, "messages": _branch(current), "after_oob": True}
+    context = {"current": current, "messages": _branch(current, catalog.options()), "after_oob": True}
     return render_to_string("chat/page.html#message_list", context, request=request) + render_to_string(
         "chat/page.html#composer_after", context
     )
@@ -115,9 +120,10 @@ def _branch_html(request: HttpRequest, current: Conversation) -> str:
 async def new_conversation(request: HttpRequest) -> HttpResponse:
     user = await request.auser()
     prompt = request.POST.get("prompt", "")
+    model = request.POST.get("model")
     try:
         exchange, html = await _begin(
-            request, lambda: answers.store_new_conversation(user.pk, prompt), _new_conversation_html
+            request, lambda: answers.store_new_conversation(user.pk, prompt, model), _new_conversation_html
         )
     except answers.Refused as refused:
         return _refusal(request, refused)
@@ -136,8 +142,9 @@ async def send(request: HttpRequest, conversation_id: int) -> HttpResponse:
     prompt = request.POST.get("prompt", "")
     after = request.POST.get("after", "")
     after = int(after) if after.isdigit() else None
+    model = request.POST.get("model")
     try:
-        _, html = await _begin(request, lambda: answers.store_prompt(conversation, prompt, after), _sent_html)
+        _, html = await _begin(request, lambda: answers.store_prompt(conversation, prompt, after, model), _sent_html)
     except answers.Refused as refused:
         return _refusal(request, refused)
     if not request.htmx:
@@ -146,6 +153,16 @@ async def send(request: HttpRequest, conversation_id: int) -> HttpResponse:
 
 
 Fragment = Callable[[HttpRequest, answers.Exchange], str]
+
+
+def _picker_of(exchange: answers.Exchange) -> catalog.Picker:
+    """The composer's picker after a prompt, from what its start read: the
+    models on offer, the one that writes the answer selected."""
+    choice = exchange.setup.choice
+    offered = exchange.setup.retry_models
+    if not offered:
+        return catalog.Picker([(choice.value, choice.label)], choice.value, demo=choice.demo)
+    return catalog.Picker(offered, choice.value)
 
 
 async def _begin(
@@ -172,7 +189,8 @@ def _pair_html(request: HttpRequest, exchange: answers.Exchange) -> str:
 
 def _sent_html(request: HttpRequest, exchange: answers.Exchange) -> str:
     # The composer that sent the prompt takes the fresh one from the answer (hx-select-oob).
-    composer = render_to_string("chat/page.html#composer", {"current": exchange.conversation}, request=request)
+    context = {"current": exchange.conversation, "picker": _picker_of(exchange)}
+    composer = render_to_string("chat/page.html#composer", context, request=request)
     return _pair_html(request, exchange) + composer
 
 
@@ -188,7 +206,12 @@ def _new_conversation_html(request: HttpRequest, exchange: answers.Exchange) -> 
     # The list as a reload would show it: the newest SIDEBAR_SIZE, this one first.
     owned = Conversation.objects.filter(owner_id=exchange.conversation.owner_id)
     newest = list(owned.values_list("pk", flat=True)[: SIDEBAR_SIZE + 1])
-    context = {"current": exchange.conversation, "first": len(newest) == 1, "dropped": newest[SIDEBAR_SIZE:]}
+    context = {
+        "current": exchange.conversation,
+        "first": len(newest) == 1,
+        "dropped": newest[SIDEBAR_SIZE:],
+        "picker": _picker_of(exchange),
+    }
     oob = render_to_string("chat/_new_conversation.html", context, request=request)
     return _pair_html(request, exchange) + oob
 
@@ -220,10 +243,13 @@ async def continue_answer(request: HttpRequest, conversation_id: int, message_id
 @require_POST
 @login_required
 async def retry(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
-    """A new answer to the same prompt, beside the old one: the page shows its branch."""
+    """A new answer to the same prompt, beside the old one: the page shows its
+    branch. Written by the conversation's model, or the one `model` names
+    ("Retry with")."""
     message = await aanswer_for(request, conversation_id, message_id)
+    model = request.POST.get("model")
     try:
-        _, html = await _begin(request, lambda: answers.store_retry(message), _new_branch_html)
+        _, html = await _begin(request, lambda: answers.store_retry(message, model), _new_branch_html)
     except answers.Refused as refused:
         return _refusal(request, refused)
     return _branch_response(request, conversation_id, html)
@@ -285,7 +311,7 @@ def feedback(request: HttpRequest, conversation_id: int, message_id: int) -> Htt
     message.refresh_from_db()
     if not request.htmx:
         return redirect("chat-conversation", conversation_id)
-    return render(request, "chat/_message.html#feedback", message_context(message))
+    return render(request, "chat/_message.html#feedback", message_context(message, retry_models=[]))
 
 
 # Conversation list
@@ -316,3 +342,42 @@ def delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
         return HttpResponse()  # the page removes the item itself (hx-swap="delete")
     url = reverse("chat-home")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+# The user's settings
+
+
+@require_GET
+@login_required
+def settings_page(request: HttpRequest) -> HttpResponse:
+    own = UserSettings.objects.filter(user=request.user).values_list("instructions", flat=True).first()
+    return _settings_page(request, own or "", saved="saved" in request.GET)
+
+
+@require_POST
+@login_required
+def save_instructions(request: HttpRequest) -> HttpResponse:
+    """The user's custom instructions, sent to the model after the site's in every
+    conversation (chat/provider/prompt.py)."""
+    instructions = storable(request.POST.get("instructions", "")).strip()
+    if len(instructions) > MAX_INSTRUCTIONS_CHARS:
+        error = (
+            f"Those instructions are {len(instructions):,} characters long; the limit is "
+            f"{MAX_INSTRUCTIONS_CHARS:,}. Shorten them, then save."
+        )
+        return _settings_page(request, instructions, error=error, status=422)
+    UserSettings.objects.update_or_create(user=request.user, defaults={"instructions": instructions})
+    return redirect(reverse("chat-settings") + "?saved=1")
+
+
+def _settings_page(
+    request: HttpRequest, instructions: str, *, saved: bool = False, error: str = "", status: int = 200
+) -> HttpResponse:
+    context = {
+        "instructions": instructions,
+        "limit": MAX_INSTRUCTIONS_CHARS,
+        "saved": saved,
+        "error": error,
+        **quotas.usage_summary(request.user.pk),
+    }
+    return render(request, "chat/settings.html", context, status=status)

@@ -55,3 +55,20 @@ def env_url(name: str, schemes: tuple[str, ...]) -> str:
         shown = raw.replace(f":{parsed.password}@", ":***@") if parsed.password else raw
         raise ImproperlyConfigured(f"{name}={shown!r} must start with one of: {allowed}.")
     return raw
+
+
+def env_fernet_keys(name: str) -> tuple[str, ...]:
+    """Comma-separated Fernet keys (32 url-safe base64-encoded bytes each), or ()
+    when the variable is unset. The values are never repeated in the message."""
+    from cryptography.fernet import Fernet
+
+    keys = tuple(key.strip() for key in os.environ.get(name, "").split(",") if key.strip())
+    for position, key in enumerate(keys, 1):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: key number {position} is not a Fernet key (make one with "
+                '`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`).'
+            ) from None
+    return keys

@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from chatproject.env import env_bool, env_int, env_number, env_str, env_url
+from chatproject.env import env_bool, env_fernet_keys, env_int, env_number, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -85,7 +85,6 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "chat.context_processors.model_info",
             ],
         },
     },
@@ -232,6 +231,10 @@ OPENAI_API_KEY = env_str("OPENAI_API_KEY")
 OPENAI_BASE_URL = env_url("OPENAI_BASE_URL", ("http", "https"))
 CHAT_MODEL = env_str("CHAT_MODEL", "gpt-4o-mini" if OPENAI_API_KEY else "demo")
 CHAT_MAX_TOKENS = env_int("CHAT_MAX_TOKENS", 2048, minimum=1)
+# Provider keys kept in the database are encrypted with these Fernet keys (the
+# first encrypts, all decrypt: rotation); unset, with a key derived from
+# SECRET_KEY (chat/provider/secrets.py).
+CHAT_ENCRYPTION_KEYS = env_fernet_keys("CHAT_ENCRYPTION_KEYS")
 # The SDK retries a failed request until the response starts; mid-stream
 # failures are ours to handle (see chat/provider/client.py).
 CHAT_MAX_RETRIES = env_int("CHAT_MAX_RETRIES", 2)

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 
-from chat import dashboard, stream, usage_views, views
+from chat import dashboard, stream, views
 
 
 class IdConverter:
@@ -53,10 +53,16 @@ account_urls = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]
 
+# /settings/...: the user's own settings.
+settings_urls = [
+    path("", views.settings_page, name="chat-settings"),
+    path("instructions/", views.save_instructions, name="chat-settings-save"),
+]
+
 urlpatterns = [
     path("", views.home, name="chat-home"),
+    path("settings/", include(settings_urls)),
     path("c/new/", views.new_conversation, name="chat-new"),
-    path("usage/", usage_views.usage, name="chat-usage"),
     path("c/<id:conversation_id>/", include(conversation_urls)),
     path("accounts/", include(account_urls)),
     # Staff only, as every admin page (admin_view checks is_staff and the session).

@@ -14,6 +14,10 @@ and from Django's test runner alike.
         ...
         assert stub.requests[0]["messages"] == [...]
 
+``GET /v1/models`` lists ``stub.models``, or answers ``stub.models_reply`` (a
+``Status``) instead; ``stub.authorizations`` holds every request's
+``Authorization`` header, in order.
+
 Every reply is sent with ``Connection: close`` and the connection is closed
 after it, so the SDK opens a new connection per request.
 
@@ -64,6 +68,7 @@ except ModuleNotFoundError:  # run without the project root on sys.path (e.g. py
 __all__ = ["OpenAIStub", "Reasoning", "Reply", "Status", "Stream", "Timed", "ToolCallPart"]
 
 CHAT_PATH = "/v1/chat/completions"
+MODELS_PATH = "/v1/models"
 # Connections waiting to be accepted: the benchmark opens hundreds within a
 # second, and a full queue drops a connection for a second (SYN retry).
 BACKLOG = 4096
@@ -227,6 +232,11 @@ class OpenAIStub:
         # The reply when nothing is scripted: a Reply, or a function of the
         # request's body that returns one.
         self.default: Reply | Callable[[dict], Reply | None] | None = None
+        # GET /v1/models: these model ids, or `models_reply` (a Status) instead.
+        self.models: list[str] = []
+        self.models_reply: Status | None = None
+        # The Authorization header of every request, in order.
+        self.authorizations: list[str] = []
         self.disconnects: int = 0
         self.disconnected = threading.Event()
         self._queue: collections.deque[Reply] = collections.deque()
@@ -324,6 +334,9 @@ class OpenAIStub:
         with self._lock:
             self._queue.clear()
             self.requests.clear()
+            self.authorizations.clear()
+            self.models = []
+            self.models_reply = None
             self.disconnects = 0
             self.disconnected.clear()
             self.default = None
@@ -419,11 +432,21 @@ class OpenAIStub:
 
     async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            method, target, _headers, raw = await self._read_request(reader)
+            method, target, headers, raw = await self._read_request(reader)
         except (_BadRequest, ValueError) as exc:
             await self._send_json(writer, 400, Status(400, f"stub: bad request ({exc})").body())
             return
         path = target.split("?", 1)[0]
+        with self._lock:
+            self.authorizations.append(headers.get("authorization", ""))
+        if method == "GET" and path == MODELS_PATH:
+            reply = self.models_reply
+            if reply is not None:
+                await self._send_json(writer, reply.code, reply.body(), reply.headers)
+            else:
+                listed = [{"id": m, "object": "model", "created": 0, "owned_by": "stub"} for m in self.models]
+                await self._send_json(writer, 200, {"object": "list", "data": listed})
+            return
         if method != "POST" or path != CHAT_PATH:
             await self._send_json(
                 writer, 404, Status(404, f"stub: no route for {method} {path}", error_code="not_found").body()

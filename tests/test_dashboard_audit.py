@@ -194,3 +194,31 @@ def test_audit_entries_and_the_ledger_cannot_be_edited_in_admin(admin_client, ad
         assert admin_client.post(f"{url}/delete/", {"post": "yes"}).status_code == 403
         assert type(row).objects.filter(pk=row.pk).exists()
     assert AuditEntry.objects.get(pk=entry.pk).action == "opened"
+
+
+@pytest.mark.django_db
+def test_changing_a_provider_its_models_or_the_site_settings_is_recorded(admin_client, openai_stub_server):
+    response = admin_client.post(
+        "/admin/chat/provider/add/",
+        {
+            "name": "Local",
+            "base_url": openai_stub_server.base_url,
+            "enabled": "on",
+            "api_key": "sk-secret-provider-key-1234",
+            "api_key_env": "",
+            "offered_models-TOTAL_FORMS": "1",
+            "offered_models-INITIAL_FORMS": "0",
+            "offered_models-0-model_id": "stub-model",
+            "offered_models-0-label": "Stub",
+            "offered_models-0-enabled": "on",
+            "offered_models-0-position": "0",
+            "offered_models-0-parameters": "{}",
+        },
+    )
+    assert response.status_code == 302, response.content
+    admin_client.post("/admin/chat/sitesettings/add/", {"instructions": "Be brief."})
+
+    recorded = [(e.action, e.target_type) for e in AuditEntry.objects.order_by("id")]
+    assert recorded == [("added", "chat.Provider"), ("added", "chat.OfferedModel"), ("added", "chat.SiteSettings")]
+    # The fields, never the key.
+    assert not AuditEntry.objects.filter(detail__contains="sk-secret").exists()

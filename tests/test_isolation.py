@@ -36,6 +36,8 @@ VIEWS = {
     "chat-feedback": "POST",
     "chat-edit": "POST",
     "chat-switch": "POST",
+    "chat-settings": "GET",
+    "chat-settings-save": "POST",
 }
 # Django's own views, tested by Django.
 SKIPPED_PREFIXES = ("admin/", "accounts/")

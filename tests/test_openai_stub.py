@@ -42,7 +42,7 @@ def test_base_url_and_404(stub):
 
     async def main():
         async with httpx2.AsyncClient() as http:
-            r = await http.get(stub.base_url + "/models")
+            r = await http.get(stub.base_url + "/embeddings")
             assert r.status_code == 404
             assert "error" in r.json()
             r = await http.post(
@@ -51,6 +51,22 @@ def test_base_url_and_404(stub):
             assert r.status_code == 400
 
     asyncio.run(main())
+    assert stub.requests == []
+
+
+def test_models_are_listed_or_refused(stub):
+    async def main():
+        async with httpx2.AsyncClient() as http:
+            stub.models = ["b", "a"]
+            r = await http.get(stub.base_url + "/models", headers={"Authorization": "Bearer k"})
+            assert r.status_code == 200
+            assert [m["id"] for m in r.json()["data"]] == ["b", "a"]
+            stub.models_reply = Status(401, "bad key")
+            r = await http.get(stub.base_url + "/models")
+            assert r.status_code == 401 and r.json()["error"]["message"] == "bad key"
+
+    asyncio.run(main())
+    assert stub.authorizations == ["Bearer k", ""]
     assert stub.requests == []
 
 

@@ -492,6 +492,8 @@ PAGE_TAGS = MARKDOWN_TAGS | {
     "button",
     "input",
     "textarea",
+    "select",
+    "option",
     "label",
     "aside",
     "nav",

@@ -9,13 +9,10 @@ import json
 import re
 
 import pytest
-from asgiref.sync import sync_to_async
 
 from chat.eventlog import get_event_log
 from chat.export import conversations_as_csv, conversations_as_json
-from chat.models import Conversation, Message, Status, ToolCall
-from chat.provider.prompt import build_messages, load_history
-from chat.provider.reply import Reply, read_reply, request_body
+from chat.models import Conversation, Message, OfferedModel, Provider, Status, ToolCall
 from tests.conftest import HTMX, finished, live_page, read_stream, send, shown, texts
 from tests.live_page import LivePage
 from tests.openai_stub import Reasoning, Stream
@@ -217,15 +214,13 @@ async def test_thinking_is_not_sent_back_unless_asked_for(stub, alice_async, con
     assert not any("reasoning_content" in m for m in request["messages"])
 
     # A provider that wants it gets it as `reasoning_content` on the assistant's turn.
-    def wanted() -> list[dict]:
-        earlier, calls = load_history(second)
-        return build_messages(second, earlier, calls, send_reasoning=True)
-
+    provider = await Provider.objects.acreate(name="Wants thinking", base_url=stub.base_url, send_reasoning=True)
+    model = await OfferedModel.objects.acreate(provider=provider, model_id="thinker", label="Thinker")
     stub.script(Stream(["ok"]))
-
-    async def ignore(_: str) -> None:
-        pass
-
-    await read_reply(request_body(await sync_to_async(wanted)(), []), Reply(), ignore, ignore)
+    response = await alice_async.post(
+        f"/c/{conversation.pk}/send/", {"prompt": "Third question", "model": model.pk}, headers=HTMX
+    )
+    assert response.status_code == 200
+    await finished((await Message.objects.filter(role="assistant").alatest("id")).pk)
     sent = stub.requests[-1]["messages"]
     assert {"role": "assistant", "content": "First answer", "reasoning_content": "Secret plan."} in sent

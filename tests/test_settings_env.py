@@ -70,3 +70,13 @@ def test_a_url_of_another_kind_is_refused_with_its_name(name, url, schemes):
 )
 def test_a_malformed_url_is_refused_with_its_name(name, url):
     assert name in refused({name: url})
+
+
+def test_encryption_keys_must_be_fernet_keys_and_are_never_repeated():
+    from cryptography.fernet import Fernet
+
+    good = Fernet.generate_key().decode()
+    assert start({"CHAT_ENCRYPTION_KEYS": f"{good}, {Fernet.generate_key().decode()}"}).returncode == 0
+    line = refused({"CHAT_ENCRYPTION_KEYS": f"{good},not-a-key-but-a-secret"})
+    assert "CHAT_ENCRYPTION_KEYS: key number 2 is not a Fernet key" in line
+    assert "not-a-key-but-a-secret" not in line and good not in line

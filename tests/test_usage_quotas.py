@@ -118,19 +118,19 @@ async def test_deleting_every_conversation_changes_no_usage(stub, alice, alice_a
     await Quota.objects.acreate(user=alice, period=Quota.Period.DAY, max_answers=10, max_tokens=10_000)
     for i in range(3):
         await answer(stub, alice_async, conversation, f"Prompt {i}", usage=(100, 20))
-    before = (await alice_async.get("/usage/")).content.decode()
+    before = (await alice_async.get("/settings/")).content.decode()
 
     async for c in Conversation.objects.filter(owner=alice):
         assert (await post(alice_async, f"/c/{c.pk}/delete/")).status_code in (200, 204)
     assert not await Conversation.objects.filter(owner=alice).aexists()
 
-    after = (await alice_async.get("/usage/")).content.decode()
+    after = (await alice_async.get("/settings/")).content.decode()
     assert "Answers: 3 of 10" in before and "Tokens: 360 of 10000" in before
     assert "Answers: 3 of 10" in after and "Tokens: 360 of 10000" in after
     assert await UsageEntry.objects.filter(user=alice).acount() == 6
 
 
-def test_the_usage_page_equals_the_sum_of_the_ledger(alice, alice_client, bob):
+def test_the_usage_shown_equals_the_sum_of_the_ledger(alice, alice_client, bob):
     now = timezone.now()
     for model, prompt, completion, cost in [("m1", 100, 10, "0.5"), ("m1", 50, 5, "0.25"), ("m2", 7, 3, "1")]:
         UsageEntry.objects.create(
@@ -146,7 +146,7 @@ def test_the_usage_page_equals_the_sum_of_the_ledger(alice, alice_client, bob):
     # Bob's usage is not alice's.
     UsageEntry.objects.create(kind="end", user=bob, username="bob", model="m1", prompt_tokens=999, created_at=now)
 
-    page = alice_client.get("/usage/").content.decode()
+    page = alice_client.get("/settings/").content.decode()
 
     assert "<td>m1</td><td>2</td><td>150</td><td>15</td><td>$0.7500</td>" in page
     assert "<td>m2</td><td>1</td><td>7</td><td>3</td><td>$1.0000</td>" in page
@@ -154,6 +154,6 @@ def test_the_usage_page_equals_the_sum_of_the_ledger(alice, alice_client, bob):
     assert "999" not in page
 
 
-def test_the_usage_page_needs_a_login():
-    response = Client().get("/usage/")
+def test_the_settings_page_with_usage_needs_a_login():
+    response = Client().get("/settings/")
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]

@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -32,6 +33,7 @@ from chat.generation.recorder import Recorder
 from chat.generation.tool_calls import ToolCalls
 from chat.live_markdown import LiveMarkdown
 from chat.models import Generation, Message, Status, StopReason
+from chat.provider.catalog import ModelChoice
 from chat.provider.client import FILTERED
 from chat.provider.prompt import build_messages, load_history
 from chat.provider.reply import OutputLimit, ProviderFailure, Reply, read_reply, request_body
@@ -53,13 +55,26 @@ class AnswerTooLong(Exception):
     pass
 
 
+@dataclass
+class Setup:
+    """What an answer starts with besides its rows, read when it was stored: the
+    model that writes it, the system message it is sent (the site's and its
+    user's instructions), and the models its finished form offers to retry with."""
+
+    choice: ModelChoice
+    system: str
+    retry_models: list[tuple[str, str]] = field(default_factory=list)
+
+
 class Answer:
-    def __init__(self, generation: Generation, earlier: list[Message] | None) -> None:
+    def __init__(self, generation: Generation, earlier: list[Message] | None, setup: Setup) -> None:
         self.generation = generation
         self.message = generation.message
         self.message_id = self.message.pk
         # The messages before the answer, when the caller knew them.
         self.earlier = earlier
+        self.setup = setup
+        self.choice = setup.choice
         self.log = get_event_log()
         self.publisher = Publisher(self.log, self.message_id, self.message.last_seq)
         self.recorder = Recorder(self.message)
@@ -89,7 +104,17 @@ class Answer:
         """The messages for the model, the history read from the database."""
         earlier, calls = load_history(self.message)
         self.tools.rows = calls.get(self.message_id, [])
-        return build_messages(self.message, earlier, calls)
+        return self._messages(earlier, calls)
+
+    def _messages(self, earlier: list[Message], calls: dict) -> list[dict]:
+        return build_messages(
+            self.message,
+            earlier,
+            calls,
+            system=self.setup.system,
+            context_chars=self.choice.context_chars,
+            send_reasoning=self.choice.send_reasoning,
+        )
 
     async def run(self) -> None:
         failure = None
@@ -99,7 +124,7 @@ class Answer:
                 self.live.feed(growing_text(self.message.content, self.tools.rows))
             else:
                 # Known to the caller: a new answer, so no tool calls of its own yet.
-                messages = build_messages(self.message, self.earlier, {})
+                messages = self._messages(self.earlier, {})
             outcome = await self._until_finished(messages)
         except asyncio.CancelledError:
             # The server is shutting down: record what we have, then let go.
@@ -162,7 +187,9 @@ class Answer:
             reply = Reply()
             self.reply_unreasoned = True
             try:
-                await read_reply(request_body(messages, tools), reply, self._text, self._reasoning)
+                await read_reply(
+                    self.choice, request_body(self.choice, messages, tools), reply, self._text, self._reasoning
+                )
             except ProviderFailure as failure:
                 logger.warning(
                     "provider failed message=%s generation=%s: %s", self.message_id, self.generation.pk, failure.detail
@@ -282,6 +309,7 @@ class Answer:
             tool_calls=self.tools.rows,
             tool_calls_started=self.tools.started,
             text_refused=self.text_refused,
+            retry_models=self.setup.retry_models,
         )
         writes = 0
         gone = False

@@ -10,7 +10,7 @@ refuses its text.
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -61,6 +61,8 @@ class AttemptEnd:
     # A reasoning model's thinking (all attempts') and how long it thought.
     reasoning: str = ""
     reasoning_seconds: float | None = None
+    # The models the finished answer offers to retry with (rendered without a query).
+    retry_models: list[tuple[str, str]] = field(default_factory=list)
 
 
 def store_end(end: AttemptEnd, outcome: Outcome, now) -> tuple[int, str | None]:
@@ -153,7 +155,7 @@ def render_end(end: AttemptEnd, now) -> str | None:
         if call.state == ToolCall.State.RUNNING:  # as save_end stored it
             call.state, call.error, call.finished_at = ToolCall.State.ERROR, UNFINISHED_TOOL, now
     try:
-        return render_message(end.message, tool_calls=end.tool_calls)
+        return render_message(end.message, tool_calls=end.tool_calls, retry_models=end.retry_models)
     except Exception:
         logger.exception("rendering the finished answer failed message=%s", end.message.pk)
         return None
@@ -166,7 +168,7 @@ def render_unsaved(end: AttemptEnd, notice: str) -> str | None:
     end.message.reasoning = end.reasoning
     end.message.reasoning_seconds = end.reasoning_seconds
     try:
-        return render_message(end.message, notice=notice, tool_calls=end.tool_calls)
+        return render_message(end.message, notice=notice, tool_calls=end.tool_calls, retry_models=end.retry_models)
     except Exception:
         logger.exception("rendering the unsaved answer failed message=%s", end.message.pk)
         return None

@@ -1,5 +1,6 @@
-"""The model: one `openai.AsyncOpenAI` client for any OpenAI-compatible endpoint,
-or for the offline demo model when no provider is configured."""
+"""The model: one `openai.AsyncOpenAI` client per model choice's endpoint and
+key (chat/provider/catalog.py), for any OpenAI-compatible endpoint or for the
+offline demo model."""
 
 import asyncio
 
@@ -7,29 +8,26 @@ import httpx2
 import openai
 from django.conf import settings
 
+from chat.provider.catalog import ModelChoice
 from chat.provider.demo import DemoModelTransport
 
 _clients: dict[tuple, openai.AsyncOpenAI] = {}
 
 
-def uses_demo_model() -> bool:
-    return not (settings.OPENAI_API_KEY or settings.OPENAI_BASE_URL)
-
-
-def get_client() -> openai.AsyncOpenAI:
-    """A client per event loop and configuration, so its connection pool is reused."""
-    key = (id(asyncio.get_running_loop()), settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL)
+def get_client(choice: ModelChoice) -> openai.AsyncOpenAI:
+    """A client per event loop and endpoint, so its connection pool is reused."""
+    key = (id(asyncio.get_running_loop()), choice.demo, choice.base_url, choice.api_key)
     client = _clients.get(key)
     if client is None:
-        client = _clients[key] = _make_client()
+        client = _clients[key] = _make_client(choice)
     return client
 
 
-def _make_client() -> openai.AsyncOpenAI:
+def _make_client(choice: ModelChoice) -> openai.AsyncOpenAI:
     # The read timeout bounds each wait for the next chunk; chat/provider/reply.py adds
     # its own idle timeout on top, which also covers the demo transport.
     timeout = httpx2.Timeout(settings.CHAT_IDLE_TIMEOUT, connect=settings.CHAT_CONNECT_TIMEOUT)
-    if uses_demo_model():
+    if choice.demo:
         return openai.AsyncOpenAI(
             api_key="demo",
             base_url="http://demo-model.invalid/v1",
@@ -38,8 +36,8 @@ def _make_client() -> openai.AsyncOpenAI:
         )
     return openai.AsyncOpenAI(
         # Local servers (Ollama, vLLM, llama.cpp) accept any key.
-        api_key=settings.OPENAI_API_KEY or "not-needed",
-        base_url=settings.OPENAI_BASE_URL or None,
+        api_key=choice.api_key or "not-needed",
+        base_url=choice.base_url or None,
         max_retries=settings.CHAT_MAX_RETRIES,
         timeout=timeout,
     )

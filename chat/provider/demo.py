@@ -189,7 +189,8 @@ def _answer(prompt: str) -> str:
         "def greet(name: str) -> str:\n"
         '    return f"Hello, {name}!"\n'
         "```\n\n"
-        "Set `OPENAI_API_KEY` (and optionally `OPENAI_BASE_URL` and `CHAT_MODEL`) to talk to a real model."
+        "Set `OPENAI_API_KEY` (and optionally `OPENAI_BASE_URL` and `CHAT_MODEL`), or add a provider in the admin, "
+        "to talk to a real model."
     )
 
 

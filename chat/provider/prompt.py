@@ -1,11 +1,13 @@
-"""What the model is sent: the conversation so far as chat-completions messages,
-with earlier tool calls and their results in the places they happened."""
+"""What the model is sent: one system message (the site's instructions, then the
+user's own), then the conversation so far as chat-completions messages, with
+earlier tool calls and their results in the places they happened."""
 
 import json
 
 from django.conf import settings
+from django.db.models import Value
 
-from chat.models import Message, ToolCall
+from chat.models import Message, SiteSettings, ToolCall, UserSettings
 from chat.tree import path_to
 
 # How a Continue asks the model to go on; the demo model recognises it.
@@ -15,6 +17,13 @@ SYSTEM_PROMPT = (
     "You are a helpful assistant in a chat application. Answer in Markdown. "
     "Use the tools when they help: calculator for arithmetic, current_time for dates and times, "
     "search_conversations to recall what the user said in earlier chats."
+)
+# The history's budget never goes below this, however long the instructions are.
+MIN_HISTORY_CHARS = 500
+# How the user's own instructions are introduced, after the site's.
+PERSONAL_INTRODUCTION = (
+    "The user has set these personal instructions for all their conversations. "
+    "Follow them where they do not conflict with the instructions above:"
 )
 CONTINUE_PROMPT = (
     f"{CONTINUE_MARKER}: your previous answer was cut off. Go on from its last character, "
@@ -33,11 +42,38 @@ def load_history(message: Message) -> tuple[list[Message], dict[int, list[ToolCa
     return earlier, _tool_calls(ids) if ids else {}
 
 
+def system_prompt(site: str, personal: str) -> str:
+    """The one system message (some chat templates refuse several): the site's
+    instructions (staff's, else CHAT_SYSTEM_PROMPT, else SYSTEM_PROMPT), then the
+    user's own, introduced as theirs."""
+    text = site.strip() or settings.CHAT_SYSTEM_PROMPT or SYSTEM_PROMPT
+    if personal.strip():
+        text += f"\n\n{PERSONAL_INTRODUCTION}\n\n{personal.strip()}"
+    return text
+
+
+def load_system_prompt(owner_id: int) -> str:
+    """The system message for `owner_id`'s answers, in one query."""
+    site = SiteSettings.objects.annotate(kind=Value("site")).values_list("kind", "instructions")
+    own = UserSettings.objects.filter(user_id=owner_id).annotate(kind=Value("own")).values_list("kind", "instructions")
+    found = dict(site.union(own, all=True))
+    return system_prompt(found.get("site", ""), found.get("own", ""))
+
+
 def build_messages(
-    message: Message, earlier: list[Message], calls: dict[int, list[ToolCall]], *, send_reasoning: bool = False
+    message: Message,
+    earlier: list[Message],
+    calls: dict[int, list[ToolCall]],
+    *,
+    system: str | None = None,
+    context_chars: int | None = None,
+    send_reasoning: bool = False,
 ) -> list[dict]:
-    """The request for generating `message` (an assistant message). When it has
-    text or tool calls already, this is a Continue: the partial answer is the
+    """The request for generating `message` (an assistant message): the system
+    message `system`, then the history within its budget: `context_chars`
+    characters of JSON for the whole request when the model's context is known,
+    else CHAT_MAX_CONTEXT_CHARS for the history alone. When the answer has text
+    or tool calls already, this is a Continue: the partial answer is the
     assistant's turn and the model is asked to go on from there. Earlier
     reasoning goes back to the model only with `send_reasoning` (see
     `assistant_turn`)."""
@@ -47,7 +83,11 @@ def build_messages(
             turns.append([{"role": "user", "content": m.content}])
         elif turns:
             turns[-1].extend(assistant_turn(m, calls.get(m.pk, []), send_reasoning=send_reasoning))
-    budget = settings.CHAT_MAX_CONTEXT_CHARS
+    out = [{"role": "system", "content": system if system is not None else system_prompt("", "")}]
+    if context_chars is None:
+        budget = settings.CHAT_MAX_CONTEXT_CHARS
+    else:
+        budget = max(context_chars - _size(out), MIN_HISTORY_CHARS)
     own_calls = calls.get(message.pk, [])
     own: list[dict] = []
     if message.content or own_calls:
@@ -58,7 +98,6 @@ def build_messages(
             {"role": "user", "content": CONTINUE_PROMPT},
         ]
         own = _keep_end(own, budget // 2)
-    out = [{"role": "system", "content": settings.CHAT_SYSTEM_PROMPT or SYSTEM_PROMPT}]
     for turn in _trim(turns, budget - _size(own)):
         out.extend(turn)
     out.extend(own)

@@ -24,7 +24,9 @@ import openai
 from django.conf import settings
 
 from chat.provider import stream
+from chat.provider.catalog import ModelChoice
 from chat.provider.client import describe_error, error_detail, get_client
+from chat.provider.secrets import scrub
 from chat.storable import LARGEST_COUNT, storable
 
 # ToolCall.name's length: no tool has a longer name.
@@ -225,14 +227,16 @@ class Reply:
             call.id = f"call_{len(self.calls)}"
 
 
-def request_body(messages: list[dict], tools: list[dict]) -> dict:
-    """One chat-completions request, as the provider reads it."""
+def request_body(choice: ModelChoice, messages: list[dict], tools: list[dict]) -> dict:
+    """One chat-completions request, as the provider reads it: the chosen model's
+    default parameters, which cannot change what the request itself sets."""
     body = {
-        "model": settings.CHAT_MODEL,
+        **choice.parameters,
+        "model": choice.model,
         "messages": messages,
         "stream": True,
         "stream_options": {"include_usage": True},
-        "max_tokens": settings.CHAT_MAX_TOKENS,
+        "max_tokens": choice.max_tokens,
     }
     if tools:
         body["tools"] = tools
@@ -240,22 +244,23 @@ def request_body(messages: list[dict], tools: list[dict]) -> dict:
 
 
 async def read_reply(
+    choice: ModelChoice,
     body: dict,
     reply: Reply,
     on_text: Callable[[str], Awaitable[None]],
     on_reasoning: Callable[[str], Awaitable[None]],
 ) -> None:
-    """One chat-completions request, streamed: each piece of reasoning goes to
-    `on_reasoning` and each piece of text to `on_text` as they come (inside the
-    idle timeout: a viewer-side stall counts as one), while `reply` gathers the
-    tool calls, usage and finish reason. An exception from either ends the
-    request and closes the provider's response."""
+    """One chat-completions request to the chosen model, streamed: each piece of
+    reasoning goes to `on_reasoning` and each piece of text to `on_text` as they
+    come (inside the idle timeout: a viewer-side stall counts as one), while
+    `reply` gathers the tool calls, usage and finish reason. An exception from
+    either ends the request and closes the provider's response."""
     idle = settings.CHAT_IDLE_TIMEOUT
     max_line_bytes = settings.CHAT_MAX_PROVIDER_LINE_BYTES
     max_bytes = settings.CHAT_MAX_PROVIDER_RESPONSE_BYTES
     loop = asyncio.get_running_loop()
     try:
-        async with stream.completion(get_client(), body) as response:
+        async with stream.completion(get_client(choice), body) as response:
             # The idle timeout: at least `idle` seconds without a chunk, at most a
             # quarter more. The timer moves only when the deadline comes within
             # `idle`, not once per token.
@@ -278,13 +283,13 @@ async def read_reply(
         ) from None
     except (TimeoutError, httpx2.TimeoutException) as exc:
         # Ours, or the client's read timeout (the same length) if it fired first.
-        raise ProviderFailure(f"The model provider sent nothing for {idle:g} seconds.", error_detail(exc)) from None
+        raise ProviderFailure(f"The model provider sent nothing for {idle:g} seconds.", _detail(exc, choice)) from None
     except (openai.APIError, OSError, ValueError) as exc:
-        raise ProviderFailure(describe_error(exc), error_detail(exc)) from exc
+        raise ProviderFailure(describe_error(exc), _detail(exc, choice)) from exc
     except Exception as exc:
         # httpx2 transport errors mid-stream are not wrapped by the SDK.
         if type(exc).__module__.startswith(("httpx2", "httpcore2")):
-            raise ProviderFailure(describe_error(exc), error_detail(exc)) from exc
+            raise ProviderFailure(describe_error(exc), _detail(exc, choice)) from exc
         raise
     if reply.finish_reason is None:
         raise ProviderFailure(
@@ -303,6 +308,11 @@ async def _hand_on(
         await on_reasoning(reasoning)
     if text:
         await on_text(text)
+
+
+def _detail(exc: BaseException, choice: ModelChoice) -> str:
+    """The provider's account of a failure, without the key (an error body may echo it)."""
+    return scrub(error_detail(exc), choice.api_key)
 
 
 def _counted(total: int, reported) -> int:
