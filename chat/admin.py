@@ -33,6 +33,7 @@ from django.utils.text import smart_split, unescape_string_literal
 
 from chat import lockout_admin  # noqa: F401 (registers failed sign-ins and lockouts)
 from chat.export import conversations_as_csv, conversations_as_json
+from chat.mcp import admin as mcp_admin  # noqa: F401 (registers MCP servers and their tools)
 from chat.models import (
     STATUS_SEVERITY,
     Conversation,

@@ -1,5 +1,16 @@
 """The event vocabulary of an answer, shared by the generation, the event log and
-the stream view. Every event of a message has a contiguous sequence number from 1."""
+the stream view. Every event of a message has a contiguous sequence number from 1.
+
+text_delta     a piece of the answer's text
+tool_start     a tool call begins (its card, running); "server" names an MCP server
+tool_approval  a call of a tool that asks first waits for the user ("approval":
+               "pending", with Approve / Deny), or was approved ("approved") and
+               runs; "id" is the call's row. A denied or timed-out call has none:
+               its tool_result says so. A client that knows only the other five
+               sees tool_start, then tool_result.
+tool_result    the call ended: "result", or "error"
+error, done    the answer ended (terminal)
+"""
 
 import json
 from dataclasses import dataclass, field
@@ -8,10 +19,11 @@ from typing import Any
 TEXT_DELTA = "text_delta"
 TOOL_START = "tool_start"
 TOOL_RESULT = "tool_result"
+TOOL_APPROVAL = "tool_approval"
 ERROR = "error"
 DONE = "done"
 
-TYPES = (TEXT_DELTA, TOOL_START, TOOL_RESULT, ERROR, DONE)
+TYPES = (TEXT_DELTA, TOOL_START, TOOL_APPROVAL, TOOL_RESULT, ERROR, DONE)
 # After one of these the answer's stream closes.
 TERMINAL = (ERROR, DONE)
 

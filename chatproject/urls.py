@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 
 from chat import stream, views
+from chat.mcp import views as mcp_views
 
 
 class IdConverter:
@@ -56,6 +57,7 @@ account_urls = [
 urlpatterns = [
     path("", views.home, name="chat-home"),
     path("c/new/", views.new_conversation, name="chat-new"),
+    path("tools/<id:call_id>/decide/", mcp_views.decide, name="chat-tool-decide"),
     path("c/<id:conversation_id>/", include(conversation_urls)),
     path("accounts/", include(account_urls)),
     path("admin/", admin.site.urls),

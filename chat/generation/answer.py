@@ -27,6 +27,7 @@ from chat.generation.publisher import Publisher
 from chat.generation.recorder import Recorder
 from chat.generation.tool_calls import ToolCalls
 from chat.live_markdown import LiveMarkdown
+from chat.mcp.toolbox import Toolbox
 from chat.models import Generation, Message, Status, StopReason
 from chat.provider.client import FILTERED
 from chat.provider.prompt import build_messages, load_history
@@ -34,7 +35,7 @@ from chat.provider.reply import OutputLimit, ProviderFailure, Reply, read_reply,
 from chat.rendering import growing_text
 from chat.serving import collector
 from chat.storable import LARGEST_COUNT, reason, refused, storable
-from chat.tools import all_tools
+from chat.tools import ToolContext
 
 logger = logging.getLogger("chat.generation")
 
@@ -115,6 +116,8 @@ class Answer:
             # Cancelling `work` closes the provider's response: the provider stops
             # producing, not only the display.
             await asyncio.gather(work, stop, unwatched, return_exceptions=True)
+            # No MCP server process outlives its answer, however it ended.
+            await self.tools.toolbox.close()
             self.recorder.stop()
         if refused_text in done:
             self.text_refused = True
@@ -136,6 +139,11 @@ class Answer:
             since = await self.log.seconds_since_viewed(self.message_id)
             if since is None:
                 since = time.monotonic() - self.started
+            if self.tools.awaiting:
+                # Waiting for a person's decision, bounded by CHAT_APPROVAL_TIMEOUT.
+                continue
+            if self.tools.awaited_at is not None:
+                since = min(since, time.monotonic() - self.tools.awaited_at)
             if since > limit:
                 return
 
@@ -144,7 +152,9 @@ class Answer:
     async def _replies(self, messages: list[dict]) -> Outcome:
         """The model's replies, with the tools each asks for run in between,
         until one answers in text; how the answer ended."""
-        tools = [tool.schema() for tool in all_tools()]
+        context = ToolContext(user_id=self.message.conversation.owner_id, conversation_id=self.message.conversation_id)
+        self.tools.toolbox = await Toolbox.load(context)
+        tools = self.tools.toolbox.schemas()
         tool_rounds = 0
         while True:
             reply = Reply()

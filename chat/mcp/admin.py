@@ -1,0 +1,115 @@
+"""Staff's side of MCP servers: register a server (a command for stdio, or a URL
+and its headers for streamable HTTP), share it with users or groups, check it
+(its tools are listed here with its state), and set each tool's policy: run,
+ask the user first, or never (not offered).
+
+Headers are entered in full and shown back masked; they are stored encrypted
+(chat/mcp/secrets.py)."""
+
+from asgiref.sync import async_to_sync
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from chat.mcp.discovery import check_server
+from chat.mcp.secrets import decrypt_headers, encrypt_headers, masked
+from chat.models import McpServer, McpTool
+
+HEADERS_HELP = (
+    "One header a line, “Name: value”, e.g. “Authorization: Bearer …”. A value “env:NAME” is read from "
+    "the environment variable NAME when the server is reached. Stored encrypted and never shown back in "
+    "full: leave empty to keep the stored headers, write “-” to remove them."
+)
+
+
+class McpServerForm(forms.ModelForm):
+    headers = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, help_text=HEADERS_HELP)
+
+    class Meta:
+        model = McpServer
+        fields = ["name", "transport", "command", "url", "enabled", "everyone", "users", "groups"]
+
+    def clean_headers(self) -> dict[str, str] | None:
+        """The headers to store; None keeps the stored ones."""
+        text = self.cleaned_data["headers"].strip()
+        if not text:
+            return None
+        if text == "-":
+            return {}
+        headers = {}
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            name, colon, value = line.partition(":")
+            if not colon or not name.strip() or any(c in name for c in " \t"):
+                raise forms.ValidationError(f"Not a header line: “{masked(line.strip())}”")
+            headers[name.strip()] = value.strip()
+        return headers
+
+    def clean(self) -> dict:
+        data = super().clean()
+        transport = data.get("transport")
+        if transport == McpServer.Transport.STDIO and not (data.get("command") or "").strip():
+            self.add_error("command", "A stdio server needs the command that starts it.")
+        if transport == McpServer.Transport.HTTP and not data.get("url"):
+            self.add_error("url", "A streamable HTTP server needs its URL.")
+        return data
+
+    def save(self, commit: bool = True) -> McpServer:
+        headers = self.cleaned_data.get("headers")
+        if headers is not None:
+            self.instance.headers_encrypted = encrypt_headers(headers)
+        return super().save(commit)
+
+
+class McpToolInline(admin.TabularInline):
+    model = McpTool
+    fields = ["name", "description", "policy", "listed"]
+    readonly_fields = ["name", "description", "listed"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(McpServer)
+class McpServerAdmin(admin.ModelAdmin):
+    form = McpServerForm
+    list_display = ["name", "transport", "enabled", "state", "state_detail", "checked_at"]
+    list_filter = ["enabled", "transport", "state"]
+    filter_horizontal = ["users", "groups"]
+    readonly_fields = ["stored_headers", "state", "state_detail", "checked_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "enabled", "transport", "command", "url", "headers", "stored_headers"]}),
+        ("Who may use it", {"fields": ["everyone", "users", "groups"]}),
+        ("Last check", {"fields": ["state", "state_detail", "checked_at"]}),
+    ]
+    inlines = [McpToolInline]
+    actions = ["check_servers"]
+
+    @admin.display(description="Stored headers")
+    def stored_headers(self, server: McpServer) -> str:
+        headers = decrypt_headers(server.headers_encrypted)
+        return ", ".join(f"{name}: {masked(value)}" for name, value in headers.items()) or "—"
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Its tools as the server lists them now, with its state.
+        self._check(request, form.instance)
+
+    @admin.action(description="Check the selected servers and list their tools")
+    def check_servers(self, request: HttpRequest, queryset) -> None:
+        for server in queryset:
+            self._check(request, server)
+
+    def _check(self, request: HttpRequest, server: McpServer) -> None:
+        if not server.enabled:
+            return
+        async_to_sync(check_server)(server)
+        if server.state == McpServer.State.OK:
+            self.message_user(request, f"{server.name}: connected, {server.state_detail}.")
+        else:
+            self.message_user(
+                request, f"{server.name}: {server.get_state_display()} ({server.state_detail})", messages.WARNING
+            )

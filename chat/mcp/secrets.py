@@ -1,0 +1,66 @@
+"""Secrets at rest: an MCP server's request headers (a bearer token) are stored
+encrypted with Fernet, under a key derived from SECRET_KEY, and shown back only
+masked. A value written "env:NAME" is not stored at all: it is read from the
+environment variable NAME when the server is reached.
+
+Changing SECRET_KEY makes the stored headers unreadable: they are then treated
+as absent (the server's check says so) and staff enter them again."""
+
+import base64
+import hashlib
+import json
+import logging
+import os
+
+from cryptography.fernet import Fernet, InvalidToken
+from django.conf import settings
+
+logger = logging.getLogger("chat.mcp")
+
+ENV_PREFIX = "env:"
+
+
+def _fernet() -> Fernet:
+    # A key of its own, not SECRET_KEY itself: what signs cookies does not also encrypt.
+    digest = hashlib.sha256(b"chat.mcp.secrets:" + settings.SECRET_KEY.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def encrypt_headers(headers: dict[str, str]) -> str:
+    if not headers:
+        return ""
+    return _fernet().encrypt(json.dumps(headers).encode()).decode()
+
+
+def decrypt_headers(token: str) -> dict[str, str]:
+    """The stored headers, values as entered ("env:NAME" kept as such)."""
+    if not token:
+        return {}
+    try:
+        return json.loads(_fernet().decrypt(token.encode()))
+    except InvalidToken:
+        logger.warning("stored MCP headers cannot be decrypted (SECRET_KEY changed?)")
+        return {}
+
+
+def resolved(headers: dict[str, str]) -> dict[str, str]:
+    """The headers as sent: "env:NAME" values read from the environment (an
+    unset variable leaves the header out)."""
+    sent = {}
+    for name, value in headers.items():
+        if value.startswith(ENV_PREFIX):
+            value = os.environ.get(value.removeprefix(ENV_PREFIX), "")
+            if not value:
+                continue
+        sent[name] = value
+    return sent
+
+
+def masked(value: str) -> str:
+    """What staff see of a stored value: an env reference in full, a secret's
+    last characters at most."""
+    if value.startswith(ENV_PREFIX):
+        return value
+    if len(value) <= 12:
+        return "••••"
+    return f"••••{value[-4:]}"

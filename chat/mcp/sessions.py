@@ -1,0 +1,126 @@
+"""One answer's sessions with MCP servers.
+
+A server is reached when the answer first calls one of its tools, and its session
+serves every later call of that answer (a stdio server is started once, not per
+call); the session ends with the answer, whatever ends it (its end, Stop, a
+shutdown), so no server process outlives the answer that started it. Sessions
+are not kept across answers: a stdio server holds state (a working directory, a
+login) of one user's answer, and a process kept alive between answers would be
+one more thing a worker's shutdown or crash could leave behind.
+
+The SDK's sessions are anyio task groups, entered and left by one task; the calls
+of a round run in tasks of their own. So each session is held by a task of its
+own, and calls use it from theirs."""
+
+import asyncio
+import logging
+import subprocess
+from contextlib import AsyncExitStack
+
+import httpx2
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import CallToolResult
+
+from chat.mcp.catalog import ServerConfig
+
+logger = logging.getLogger("chat.mcp")
+
+# How long a closing session may take before its task is cancelled (the SDK
+# then still ends a stdio server: its shutdown is shielded and kills the tree).
+CLOSE_TIMEOUT = 10
+
+
+def client_for(config: ServerConfig, timeout: float) -> Client:
+    if config.transport == "stdio":
+        command, *args = config.command or ("",)
+        server = StdioServerParameters(command=command, args=args)
+        # The server's stderr is its own business; a worker's log is not its place.
+        return Client(_Stdio(server), read_timeout_seconds=timeout)
+    http = httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout)
+    return Client(_Http(config.url, http), read_timeout_seconds=timeout)
+
+
+class _Stdio:
+    """The SDK's stdio transport with the server's stderr discarded."""
+
+    def __init__(self, server: StdioServerParameters) -> None:
+        from mcp.client.stdio import stdio_client
+
+        self._context = stdio_client(server, errlog=subprocess.DEVNULL)
+
+    async def __aenter__(self):
+        return await self._context.__aenter__()
+
+    async def __aexit__(self, *exc_info):
+        return await self._context.__aexit__(*exc_info)
+
+
+class _Http:
+    """The SDK's streamable HTTP transport on a client that carries the server's
+    headers, closed with it."""
+
+    def __init__(self, url: str, http: httpx2.AsyncClient) -> None:
+        self._stack = AsyncExitStack()
+        self._url = url
+        self._http = http
+
+    async def __aenter__(self):
+        await self._stack.enter_async_context(self._http)
+        return await self._stack.enter_async_context(streamable_http_client(self._url, http_client=self._http))
+
+    async def __aexit__(self, *exc_info):
+        return await self._stack.__aexit__(*exc_info)
+
+
+class _Session:
+    def __init__(self, config: ServerConfig, timeout: float) -> None:
+        self.config = config
+        loop = asyncio.get_running_loop()
+        self.ready: asyncio.Future[Client] = loop.create_future()
+        self.closing = asyncio.Event()
+        self.task = loop.create_task(self._hold(client_for(config, timeout)), name=f"mcp-{config.name}")
+
+    async def _hold(self, client: Client) -> None:
+        try:
+            async with client:
+                self.ready.set_result(client)
+                await self.closing.wait()
+        except BaseException as exc:
+            if not self.ready.done():
+                self.ready.set_exception(exc if isinstance(exc, Exception) else ConnectionError("cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+            logger.info("MCP session %s ended: %r", self.config.name, exc)
+
+    async def close(self) -> None:
+        self.closing.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), CLOSE_TIMEOUT)
+        except TimeoutError:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        except Exception:
+            pass
+        if self.ready.done() and not self.ready.cancelled():
+            # Retrieved, so that a failed connection is not reported again when collected.
+            self.ready.exception()
+
+
+class Sessions:
+    """The sessions of one answer, one per server, opened on first use."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._sessions: dict[int, _Session] = {}
+
+    async def call(self, config: ServerConfig, tool: str, arguments: dict) -> CallToolResult:
+        session = self._sessions.get(config.id)
+        if session is None:
+            session = self._sessions[config.id] = _Session(config, self.timeout)
+        client = await asyncio.shield(session.ready)
+        return await client.call_tool(tool, arguments)
+
+    async def close(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        await asyncio.gather(*(s.close() for s in sessions))
