@@ -23,6 +23,9 @@ HEADERS_HELP = (
 
 
 class McpServerForm(forms.ModelForm):
+    url = forms.URLField(
+        assume_scheme="https", required=False, max_length=500, help_text=McpServer._meta.get_field("url").help_text
+    )
     headers = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, help_text=HEADERS_HELP)
 
     class Meta:

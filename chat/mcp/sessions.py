@@ -26,6 +26,9 @@ from chat.mcp.catalog import ServerConfig
 
 logger = logging.getLogger("chat.mcp")
 
+# The SDK's own wait for a reply is longer than the tool timeout the answer
+# applies (CHAT_TOOL_TIMEOUT), so that one says what happened.
+READ_MARGIN = 5
 # How long a closing session may take before its task is cancelled (the SDK
 # then still ends a stdio server: its shutdown is shielded and kills the tree).
 CLOSE_TIMEOUT = 10
@@ -79,7 +82,8 @@ class _Session:
         loop = asyncio.get_running_loop()
         self.ready: asyncio.Future[Client] = loop.create_future()
         self.closing = asyncio.Event()
-        self.task = loop.create_task(self._hold(client_for(config, timeout)), name=f"mcp-{config.name}")
+        client = client_for(config, timeout + READ_MARGIN)
+        self.task = loop.create_task(self._hold(client), name=f"mcp-{config.name}")
 
     async def _hold(self, client: Client) -> None:
         try:

@@ -3,15 +3,21 @@ tools the user is offered in the conversation, their schemas for the model, and
 running a call by the name the model used."""
 
 import json
+import logging
 from dataclasses import dataclass, field
 
+import httpx2
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from mcp import MCPError
+from mcp_types import CallToolResult
 
 from chat.mcp.catalog import OfferedTool, offered_tools
 from chat.mcp.results import result_text
 from chat.mcp.sessions import Sessions
 from chat.tools import ToolContext, ToolError, all_tools, get_tool
+
+logger = logging.getLogger("chat.mcp")
 
 
 @dataclass
@@ -39,8 +45,18 @@ class Toolbox:
             raise ToolError(f"There is no tool named {name!r}.")
         args = _arguments(arguments)
         if offered is not None and self.sessions is not None:
-            return result_text(await self.sessions.call(offered.server, offered.tool, args))
+            return result_text(await self._call_mcp(offered, args))
         return await tool.run(args, context)
+
+    async def _call_mcp(self, offered: OfferedTool, args: dict) -> CallToolResult:
+        try:
+            return await self.sessions.call(offered.server, offered.tool, args)
+        except MCPError as exc:
+            # The server's own words: untrusted, bounded, shown escaped.
+            raise ToolError(f"The server {offered.server.name} refused the call: {exc.error.message[:500]}") from None
+        except (OSError, httpx2.TransportError, ExceptionGroup) as exc:
+            logger.warning("MCP server %s unreachable: %r", offered.server.name, exc)
+            raise ToolError(f"The server {offered.server.name} could not be reached.") from None
 
     async def close(self) -> None:
         """End the answer's MCP sessions (and their server processes)."""

@@ -1,0 +1,165 @@
+"""MCP tools through the whole product, against real MCP servers: the stdio
+servers mcp-server-time and mcp-server-git from PyPI, and a streamable HTTP
+server written with the SDK (tests/mcp_http_server.py). The model is the real
+openai client against the local stub, which scripts the model's tool calls."""
+
+import json
+import subprocess
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from chat.mcp.discovery import check_server
+from chat.models import McpServer, McpTool, ToolCall
+from chat.rendering import render_message
+from tests.conftest import finished, read_stream, send
+from tests.mcp_http_server import HOSTILE
+from tests.mcp_servers import BIN, TOKEN, HttpMcpServer, http_server, register, stdio_server_processes, time_server
+from tests.openai_stub import Stream, ToolCallPart
+from tests.waiting import wait_until_async
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast")]
+
+
+@pytest.fixture(scope="module")
+def web():
+    server = HttpMcpServer()
+    yield server
+    server.stop()
+
+
+def call(name: str, arguments: dict, call_id: str = "call_1", index: int = 0) -> list[ToolCallPart]:
+    return [ToolCallPart(index, id=call_id, name=name), ToolCallPart(index, arguments=json.dumps(arguments))]
+
+
+async def no_server_process_left() -> None:
+    await wait_until_async(lambda: not stdio_server_processes(), message="an MCP server process outlived its answer")
+
+
+async def test_a_stdio_server_tool_streams_a_card_and_its_result(stub, alice_async, conversation):
+    server = await sync_to_async(time_server)()
+    assert server.state == McpServer.State.OK
+    stub.script(
+        Stream(call("time__get_current_time", {"timezone": "Asia/Tokyo"}), finish_reason="tool_calls"),
+        Stream(["It is evening in Tokyo."]),
+    )
+    message = await send(alice_async, conversation, "What time is it in Tokyo?")
+    frames = await read_stream(alice_async, message)
+    assert [f.event for f in frames] == ["tool_start", "tool_result", "text_delta", "done"]
+    start, result = frames[0].data, frames[1].data
+    assert 'class="tool-server">time<' in start and ">get_current_time<" in start and "Asia/Tokyo" in start
+    assert "+09:00" in result and "done in" in result
+
+    offered = {t["function"]["name"] for t in stub.requests[0]["tools"]}
+    assert {"time__get_current_time", "time__convert_time", "calculator", "current_time"} <= offered
+    assert (
+        stub.requests[1]["messages"][-1]["role"] == "tool" and "+09:00" in stub.requests[1]["messages"][-1]["content"]
+    )
+
+    stored = await finished(message.pk)
+    row = await ToolCall.objects.aget(message=message)
+    assert (row.server, row.name, row.state) == ("time", "time__get_current_time", "ok")
+    assert json.loads(row.result)["timezone"] == "Asia/Tokyo"
+    # On reload: the same card, naming the server.
+    page = await sync_to_async(render_message)(stored)
+    assert 'class="tool-server">time<' in page and "+09:00" in page
+    await no_server_process_left()
+
+
+async def test_calls_of_one_answer_share_one_server_process(stub, alice_async, conversation):
+    await sync_to_async(time_server)()
+    stub.script(
+        Stream(
+            call("time__get_current_time", {"timezone": "Europe/Paris"}, "a", 0)
+            + call("time__get_current_time", {"timezone": "America/Lima"}, "b", 1),
+            finish_reason="tool_calls",
+        ),
+        Stream(call("time__get_current_time", {"timezone": "UTC"}, "c"), finish_reason="tool_calls"),
+        Stream(["Three times."]),
+    )
+    message = await send(alice_async, conversation, "Times")
+    seen: set[int] = set()
+
+    async def watch() -> bool:
+        seen.update(stdio_server_processes())
+        return (await ToolCall.objects.filter(message=message, state="ok").acount()) == 3
+
+    await wait_until_async(watch, interval=0.02, timeout=20)
+    await finished(message.pk)
+    assert len(seen) == 1
+    await no_server_process_left()
+
+
+async def test_the_git_server_reads_a_repository_the_test_made(stub, alice_async, conversation, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=T"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "notes.txt").write_text("first\n")
+    subprocess.run([*git, "add", "notes.txt"], check=True)
+    subprocess.run([*git, "commit", "-qm", "Add the notes"], check=True)
+    (repo / "notes.txt").write_text("first\nsecond\n")
+    await sync_to_async(register)("git", command=f"{BIN / 'mcp-server-git'} --repository {repo}")
+    stub.script(
+        Stream(call("git__git_status", {"repo_path": str(repo)}, "s", 0), finish_reason="tool_calls"),
+        Stream(call("git__git_log", {"repo_path": str(repo), "max_count": 5}, "l", 0), finish_reason="tool_calls"),
+        Stream(["notes.txt changed."]),
+    )
+    message = await send(alice_async, conversation, "What changed?")
+    frames = await read_stream(alice_async, message)
+    results = [f.data for f in frames if f.event == "tool_result"]
+    assert "modified:   notes.txt" in results[0]
+    assert "Add the notes" in results[1]
+    assert (await finished(message.pk)).status == "complete"
+    await no_server_process_left()
+
+
+async def test_http_server_tools_fail_time_out_and_stay_inert(stub, alice_async, conversation, web, settings):
+    settings.CHAT_TOOL_TIMEOUT = 1
+    server = await sync_to_async(http_server)(web.url)
+    assert server.state == McpServer.State.OK, server.state_detail
+    stub.script(
+        Stream(
+            call("web__fails", {}, "f", 0)
+            + call("web__slow", {"seconds": 30}, "s", 1)
+            + call("web__hostile", {}, "h", 2)
+            + call("web__record", {"name": "<i>x</i>"}, "r", 3),
+            finish_reason="tool_calls",
+        ),
+        Stream(["Done."]),
+    )
+    message = await send(alice_async, conversation, "Use the web tools")
+    frames = await read_stream(alice_async, message)
+    assert frames[-1].event == "done"
+    rows = {r.call_id: r async for r in ToolCall.objects.filter(message=message)}
+    assert rows["f"].state == "error" and "the backend said no" in rows["f"].error
+    assert rows["s"].state == "error" and rows["s"].error == "The tool took longer than 1 seconds."
+    assert rows["h"].state == "ok" and rows["h"].result == HOSTILE
+    assert json.loads(rows["r"].result) == {"name": "<i>x</i>", "markup": "<b>not bold</b>"}
+    # Untrusted output is text in every fragment and in the stored page.
+    stored = await finished(message.pk)
+    for html in [f.data for f in frames] + [await sync_to_async(render_message)(stored)]:
+        assert "<script" not in html and "<img" not in html and "<b>not" not in html and "<i>x" not in html
+        assert 'href="javascript' not in html
+    assert "&lt;script&gt;" in await sync_to_async(render_message)(stored)
+    # The model is told what happened to each call.
+    told = {m["tool_call_id"]: m["content"] for m in stub.requests[1]["messages"] if m["role"] == "tool"}
+    assert told["f"].startswith("Error: ") and told["h"] == HOSTILE
+
+
+async def test_a_server_that_refuses_or_is_not_there_says_so_in_admin_terms(web):
+    wrong = await McpServer.objects.acreate(name="wrong", transport="http", url=web.url)  # no token
+    await check_server(wrong)
+    assert wrong.state == McpServer.State.FAILED
+    gone = await McpServer.objects.acreate(name="gone", transport="http", url="http://127.0.0.1:9/mcp")
+    await check_server(gone)
+    assert gone.state == McpServer.State.UNREACHABLE
+    missing = await McpServer.objects.acreate(name="missing", command="/nonexistent/mcp-server")
+    await check_server(missing)
+    assert missing.state == McpServer.State.UNREACHABLE and "nonexistent" in missing.state_detail
+    broken = await McpServer.objects.acreate(name="broken", command="python3 -c print(1)")
+    await check_server(broken)
+    assert broken.state == McpServer.State.FAILED
+    assert not await McpTool.objects.filter(server__in=[wrong, gone, missing, broken]).aexists()
+    assert TOKEN not in wrong.state_detail
+    await no_server_process_left()
