@@ -6,13 +6,13 @@ is slow, one that returns hostile markup, and one that reports who called it.
 
 With TOKEN, every request must carry "Authorization: Bearer TOKEN" (401 otherwise)."""
 
+import asyncio
 import sys
+from typing import TypedDict
 
-import anyio
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel
 from starlette.responses import PlainTextResponse
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror="alert(1)"> **bold** [link](javascript:alert(2))'
@@ -32,7 +32,7 @@ def fails() -> str:
 
 @server.tool(description="Takes a long time.")
 async def slow(seconds: float = 60) -> str:
-    await anyio.sleep(seconds)
+    await asyncio.sleep(seconds)
     return "finally"
 
 
@@ -41,14 +41,14 @@ def hostile() -> str:
     return HOSTILE
 
 
-class Record(BaseModel):
+class Record(TypedDict):
     name: str
     markup: str
 
 
 @server.tool(description="Returns a record.")
 def record(name: str) -> Record:
-    return Record(name=name, markup="<b>not bold</b>")
+    return {"name": name, "markup": "<b>not bold</b>"}
 
 
 def main() -> None:
