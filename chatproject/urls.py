@@ -45,6 +45,7 @@ conversation_urls = [
     path("rename/", views.rename, name="chat-rename"),
     path("delete/", views.delete, name="chat-delete"),
     path("m/<id:message_id>/", include(message_urls)),
+    path("tools/<id:server_id>/", mcp_views.switch_server, name="chat-tool-source"),
 ]
 
 # Logging in and out: the pages link nothing else. No mail is sent, so there is no
