@@ -1,6 +1,8 @@
 """What the product stores: conversations, their messages, each answer attempt
-(Generation), the tool calls an answer made, users' feedback; and the models on
-offer (providers, their models), site-wide and personal instructions."""
+(Generation), the tool calls an answer made (and the user's approval of one that
+asks first), users' feedback; the models on offer (providers, their models),
+site-wide and personal instructions; and the MCP servers staff registered, with
+the tools each lists."""
 
 from django.conf import settings
 from django.contrib.auth.models import Group
