@@ -10,6 +10,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
+from chat.eventlog import get_event_log
 from chat.mcp import approval
 from chat.models import Approval, McpTool, Message, Status, ToolCall
 from chat.rendering import render_message
@@ -158,12 +159,19 @@ async def test_another_user_cannot_decide(stub, alice_async, bob_async, conversa
 async def test_waiting_for_a_person_is_not_an_unwatched_answer(stub, alice_async, conversation, asks, settings):
     """Nobody reads the stream for longer than the unwatched limit while the card
     waits; the answer is still there to approve, then completes."""
-    settings.CHAT_UNWATCHED_LIMIT = 0.4
+    settings.CHAT_UNWATCHED_LIMIT = 1
     stub.script(echo_call(), Stream(["Echoed."]))
     message = await send(alice_async, conversation, "Echo please")
-    call = await pending_call(message)
-    # Long enough for the unwatched check (every limit/4) to run several times.
-    await asyncio.sleep(1.2)
+    log = get_event_log()
+
+    async def watched_until_pending():
+        # Watched, as an open stream would, until the card asks; then nobody watches.
+        await log.touch_viewer(message.pk)
+        return await ToolCall.objects.filter(message=message, approval=Approval.PENDING).afirst()
+
+    call = await wait_until_async(watched_until_pending, message="the call did not wait for approval")
+    # Over twice the limit: the unwatched check (every limit/4) runs several times.
+    await asyncio.sleep(2.5)
     assert (await Message.objects.aget(pk=message.pk)).status == Status.STREAMING
     assert (await decide(alice_async, call, "approve")).status_code == 204
     assert (await finished(message.pk)).status == Status.COMPLETE
