@@ -10,9 +10,9 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from chat.mcp.discovery import check_server
-from chat.models import McpServer, McpTool, ToolCall
+from chat.models import McpServer, McpTool, Message, ToolCall
 from chat.rendering import render_message
-from tests.conftest import finished, read_stream, send
+from tests.conftest import HTMX, finished, read_stream, send
 from tests.mcp_http_server import HOSTILE
 from tests.mcp_servers import BIN, TOKEN, HttpMcpServer, http_server, register, stdio_server_processes, time_server
 from tests.openai_stub import Stream, ToolCallPart
@@ -163,3 +163,46 @@ async def test_a_server_that_refuses_or_is_not_there_says_so_in_admin_terms(web)
     assert not await McpTool.objects.filter(server__in=[wrong, gone, missing, broken]).aexists()
     assert TOKEN not in wrong.state_detail
     await no_server_process_left()
+
+
+async def test_stop_ends_the_server_process_and_continue_does_not_call_the_tool_again(stub, alice_async, conversation):
+    await sync_to_async(time_server)()
+    # The reply after the tool never finishes by itself: the session with the
+    # server is open when Stop comes.
+    stub.script(
+        Stream(call("time__get_current_time", {"timezone": "Asia/Tokyo"}), finish_reason="tool_calls"),
+        Stream([f"w{i} " for i in range(60)], delay=0.03, hang=True),
+    )
+    message = await send(alice_async, conversation, "Time in Tokyo?")
+    await wait_until_async(
+        lambda: Message.objects.filter(pk=message.pk).exclude(content="").aexists(), message="no text after the tool"
+    )
+    assert len(stdio_server_processes()) == 1
+    response = await alice_async.post(f"/c/{conversation.pk}/m/{message.pk}/stop/", headers=HTMX)
+    assert response.status_code == 204
+    assert (await finished(message.pk)).status == "stopped"
+    await no_server_process_left()
+
+    stub.script(Stream(["and that is the time."]))
+    response = await alice_async.post(f"/c/{conversation.pk}/m/{message.pk}/continue/", headers=HTMX)
+    assert response.status_code == 200
+    done = await finished(message.pk)
+    assert done.status == "complete"
+    # The call that has a result is history, not a new call.
+    assert await ToolCall.objects.filter(message=message).acount() == 1
+    history = stub.requests[-1]["messages"]
+    assert [m["tool_calls"][0]["function"]["name"] for m in history if m.get("tool_calls")] == [
+        "time__get_current_time"
+    ]
+    assert "+09:00" in next(m["content"] for m in history if m["role"] == "tool")
+    await no_server_process_left()
+
+
+async def test_a_long_mcp_result_is_cut_like_a_built_in_ones(stub, alice_async, conversation, web, settings):
+    settings.CHAT_MAX_TOOL_RESULT_CHARS = 100
+    await sync_to_async(http_server)(web.url)
+    stub.script(Stream(call("web__echo", {"text": "x" * 500}), finish_reason="tool_calls"), Stream(["Long."]))
+    message = await send(alice_async, conversation, "Echo a lot")
+    await finished(message.pk)
+    row = await ToolCall.objects.aget(message=message)
+    assert row.result.startswith("x" * 100 + "\n[Cut here: the result was 500 characters long")
