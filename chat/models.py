@@ -362,6 +362,9 @@ class McpServer(models.Model):
     # Request headers (a bearer token): encrypted JSON, never shown back in full
     # (chat/mcp/secrets.py). A value "env:NAME" is read from the environment.
     headers_encrypted = models.TextField(blank=True)
+    # A stdio server's environment variables, kept like the headers. The server
+    # gets these and a minimal environment (PATH, HOME...), never the worker's.
+    environment_encrypted = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
     everyone = models.BooleanField(default=False, help_text="Every signed-in user may use it.")
     users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")

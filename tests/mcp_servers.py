@@ -11,7 +11,7 @@ from pathlib import Path
 from asgiref.sync import async_to_sync
 
 from chat.mcp.discovery import check_server
-from chat.mcp.secrets import encrypt_headers
+from chat.mcp.secrets import encrypt_map
 from chat.models import McpServer, McpTool
 from tests.live import free_port
 from tests.waiting import wait_until
@@ -35,7 +35,7 @@ def time_server(**fields) -> McpServer:
 
 
 def http_server(url: str, name: str = "web", **fields) -> McpServer:
-    headers = encrypt_headers({"Authorization": f"Bearer {TOKEN}"})
+    headers = encrypt_map({"Authorization": f"Bearer {TOKEN}"})
     return register(name, transport=McpServer.Transport.HTTP, url=url, headers_encrypted=headers, **fields)
 
 

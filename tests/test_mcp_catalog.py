@@ -15,7 +15,7 @@ from chat.export import conversations_as_json
 from chat.mcp.catalog import offered_tools
 from chat.mcp.names import public_name
 from chat.mcp.results import result_text
-from chat.mcp.secrets import decrypt_headers, encrypt_headers, masked, resolved
+from chat.mcp.secrets import decrypt_map, encrypt_map, masked, resolved
 from chat.models import Conversation, McpServer, McpTool, Message, ToolCall
 from chat.tools import ToolError, all_tools
 
@@ -54,15 +54,15 @@ def test_server_names_cannot_make_a_separator():
 
 
 def test_headers_are_encrypted_at_rest_and_shown_masked(monkeypatch):
-    stored = encrypt_headers({"Authorization": TOKEN, "X-Key": "env:MCP_TEST_KEY"})
+    stored = encrypt_map({"Authorization": TOKEN, "X-Key": "env:MCP_TEST_KEY"})
     assert "abcdefghijklmnop" not in stored and "Bearer" not in stored
-    assert decrypt_headers(stored) == {"Authorization": TOKEN, "X-Key": "env:MCP_TEST_KEY"}
+    assert decrypt_map(stored) == {"Authorization": TOKEN, "X-Key": "env:MCP_TEST_KEY"}
     monkeypatch.setenv("MCP_TEST_KEY", "from-env")
-    assert resolved(decrypt_headers(stored)) == {"Authorization": TOKEN, "X-Key": "from-env"}
+    assert resolved(decrypt_map(stored)) == {"Authorization": TOKEN, "X-Key": "from-env"}
     monkeypatch.delenv("MCP_TEST_KEY")
-    assert resolved(decrypt_headers(stored)) == {"Authorization": TOKEN}
+    assert resolved(decrypt_map(stored)) == {"Authorization": TOKEN}
     assert masked(TOKEN) == "••••6789" and masked("short") == "••••" and masked("env:X") == "env:X"
-    assert decrypt_headers("not-a-token") == {}
+    assert decrypt_map("not-a-token") == {}
 
 
 def test_only_shared_enabled_listed_tools_not_set_to_never_are_offered(alice, bob, conversation):
@@ -129,7 +129,7 @@ def test_staff_add_a_server_its_token_is_never_shown_and_its_state_is(admin_clie
     assert "Cannot be reached" in text and "abcdefghijklmnop" not in text
     server = McpServer.objects.get(name="remote")
     assert server.state == McpServer.State.UNREACHABLE
-    assert decrypt_headers(server.headers_encrypted) == {"Authorization": TOKEN}
+    assert decrypt_map(server.headers_encrypted) == {"Authorization": TOKEN}
     page = admin_client.get(f"/admin/chat/mcpserver/{server.pk}/change/").content.decode()
     assert "Authorization: ••••6789" in page and "abcdefghijklmnop" not in page
     # Saving without headers keeps them; "-" removes them.
@@ -142,7 +142,7 @@ def test_staff_add_a_server_its_token_is_never_shown_and_its_state_is(admin_clie
         "tools-INITIAL_FORMS": "0",
     }
     admin_client.post(f"/admin/chat/mcpserver/{server.pk}/change/", {**form, "headers": ""})
-    assert decrypt_headers(McpServer.objects.get(pk=server.pk).headers_encrypted) == {"Authorization": TOKEN}
+    assert decrypt_map(McpServer.objects.get(pk=server.pk).headers_encrypted) == {"Authorization": TOKEN}
     admin_client.post(f"/admin/chat/mcpserver/{server.pk}/change/", {**form, "headers": "-"})
     assert McpServer.objects.get(pk=server.pk).headers_encrypted == ""
 
@@ -155,6 +155,7 @@ def test_staff_set_each_tools_policy_in_the_server_page(admin_client):
         "transport": "stdio",
         "command": "unused",
         "headers": "",
+        "environment": "GITHUB_TOKEN=ghp_0123456789abcdefghij\nHOME_DIR=env:HOME",
         "tools-TOTAL_FORMS": "2",
         "tools-INITIAL_FORMS": "2",
     }
@@ -164,6 +165,13 @@ def test_staff_set_each_tools_policy_in_the_server_page(admin_client):
     response = admin_client.post(f"/admin/chat/mcpserver/{server.pk}/change/", data)
     assert response.status_code == 302, response.content.decode()[:2000]
     assert dict(server.tools.values_list("name", "policy")) == {"later": "run", "now": "never"}
+    server.refresh_from_db()
+    assert decrypt_map(server.environment_encrypted) == {
+        "GITHUB_TOKEN": "ghp_0123456789abcdefghij",
+        "HOME_DIR": "env:HOME",
+    }
+    page = admin_client.get(f"/admin/chat/mcpserver/{server.pk}/change/").content.decode()
+    assert "GITHUB_TOKEN=••••ghij, HOME_DIR=env:HOME" in page and "0123456789abcdef" not in page
 
 
 def test_an_mcp_call_is_exported_with_its_server_and_approval(alice, conversation):

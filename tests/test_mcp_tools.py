@@ -5,16 +5,27 @@ openai client against the local stub, which scripts the model's tool calls."""
 
 import json
 import subprocess
+import sys
 
 import pytest
 from asgiref.sync import sync_to_async
 
 from chat.mcp.discovery import check_server
+from chat.mcp.secrets import encrypt_map
 from chat.models import McpServer, McpTool, Message, ToolCall
 from chat.rendering import render_message
 from tests.conftest import HTMX, finished, read_stream, send
 from tests.mcp_http_server import HOSTILE
-from tests.mcp_servers import BIN, TOKEN, HttpMcpServer, http_server, register, stdio_server_processes, time_server
+from tests.mcp_servers import (
+    BIN,
+    ROOT,
+    TOKEN,
+    HttpMcpServer,
+    http_server,
+    register,
+    stdio_server_processes,
+    time_server,
+)
 from tests.openai_stub import Stream, ToolCallPart
 from tests.waiting import wait_until_async
 
@@ -206,3 +217,27 @@ async def test_a_long_mcp_result_is_cut_like_a_built_in_ones(stub, alice_async, 
     await finished(message.pk)
     row = await ToolCall.objects.aget(message=message)
     assert row.result.startswith("x" * 100 + "\n[Cut here: the result was 500 characters long")
+
+
+async def test_a_stdio_server_gets_its_own_environment_never_the_workers(stub, alice_async, conversation, monkeypatch):
+    monkeypatch.setenv("MCP_TEST_WORKER_VALUE", "relayed")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-the-workers-own")
+    environment = encrypt_map({"MCP_TEST_VALUE": "from-admin", "MCP_RELAYED": "env:MCP_TEST_WORKER_VALUE"})
+    command = f"{sys.executable} {ROOT / 'tests' / 'mcp_stdio_env_server.py'}"
+    await sync_to_async(register)("env", command=command, environment_encrypted=environment)
+    stub.script(
+        Stream(
+            call("env__variable", {"name": "MCP_TEST_VALUE"}, "a", 0)
+            + call("env__variable", {"name": "MCP_RELAYED"}, "b", 1)
+            + call("env__names", {}, "c", 2),
+            finish_reason="tool_calls",
+        ),
+        Stream(["Seen."]),
+    )
+    message = await send(alice_async, conversation, "What environment?")
+    await finished(message.pk)
+    rows = {r.call_id: r async for r in ToolCall.objects.filter(message=message)}
+    assert (rows["a"].result, rows["b"].result) == ("from-admin", "relayed")
+    names = set(rows["c"].result.split())
+    assert {"MCP_TEST_VALUE", "MCP_RELAYED", "PATH"} <= names
+    assert not names & {"OPENAI_API_KEY", "DJANGO_SETTINGS_MODULE", "MCP_TEST_WORKER_VALUE", "SECRET_KEY"}

@@ -38,7 +38,7 @@ def register(worker, name: str, policy: str, fields: str) -> None:
         "-c",
         "from asgiref.sync import async_to_sync\n"
         "from chat.mcp.discovery import check_server\n"
-        "from chat.mcp.secrets import encrypt_headers\n"
+        "from chat.mcp.secrets import encrypt_map\n"
         "from chat.models import McpServer, McpTool\n"
         f"s = McpServer.objects.create(name={name!r}, everyone=True, {fields})\n"
         "async_to_sync(check_server)(s)\n"
@@ -55,7 +55,7 @@ def call(name: str, arguments: str) -> Stream:
 
 def test_a_call_generated_on_one_worker_is_approved_on_the_other(workers, web, openai_stub_server):
     first, second = workers
-    headers = f"encrypt_headers({{'Authorization': 'Bearer {TOKEN}'}})"
+    headers = f"encrypt_map({{'Authorization': 'Bearer {TOKEN}'}})"
     register(first, "web", "ask", f"transport='http', url={web.url!r}, headers_encrypted={headers}")
     openai_stub_server.script(call("web__echo", '{"text": "from the other worker"}'), Stream(["Echoed."]))
     alice = Browserless(first.url, "alice", "alice-password")

@@ -3,8 +3,8 @@ and its headers for streamable HTTP), share it with users or groups, check it
 (its tools are listed here with its state), and set each tool's policy: run,
 ask the user first, or never (not offered).
 
-Headers are entered in full and shown back masked; they are stored encrypted
-(chat/mcp/secrets.py)."""
+Headers (and a stdio server's environment variables) are entered in full and
+shown back masked; they are stored encrypted (chat/mcp/secrets.py)."""
 
 from asgiref.sync import async_to_sync
 from django import forms
@@ -12,13 +12,17 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from chat.mcp.discovery import check_server
-from chat.mcp.secrets import decrypt_headers, encrypt_headers, masked
+from chat.mcp.secrets import decrypt_map, encrypt_map, masked
 from chat.models import McpServer, McpTool
 
-HEADERS_HELP = (
-    "One header a line, “Name: value”, e.g. “Authorization: Bearer …”. A value “env:NAME” is read from "
-    "the environment variable NAME when the server is reached. Stored encrypted and never shown back in "
-    "full: leave empty to keep the stored headers, write “-” to remove them."
+KEPT = (
+    "A value “env:NAME” is read from the worker's environment variable NAME when the server is reached. "
+    "Stored encrypted and never shown back in full: leave empty to keep the stored ones, write “-” to remove them."
+)
+HEADERS_HELP = "For streamable HTTP: one header a line, “Name: value”, e.g. “Authorization: Bearer …”. " + KEPT
+ENVIRONMENT_HELP = (
+    "For stdio: one variable a line, “NAME=value”. The server gets these and a minimal environment "
+    "(PATH, HOME…), never the worker's own. " + KEPT
 )
 
 
@@ -27,27 +31,17 @@ class McpServerForm(forms.ModelForm):
         assume_scheme="https", required=False, max_length=500, help_text=McpServer._meta.get_field("url").help_text
     )
     headers = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, help_text=HEADERS_HELP)
+    environment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, help_text=ENVIRONMENT_HELP)
 
     class Meta:
         model = McpServer
         fields = ["name", "transport", "command", "url", "enabled", "everyone", "users", "groups"]
 
     def clean_headers(self) -> dict[str, str] | None:
-        """The headers to store; None keeps the stored ones."""
-        text = self.cleaned_data["headers"].strip()
-        if not text:
-            return None
-        if text == "-":
-            return {}
-        headers = {}
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            name, colon, value = line.partition(":")
-            if not colon or not name.strip() or any(c in name for c in " \t"):
-                raise forms.ValidationError(f"Not a header line: “{masked(line.strip())}”")
-            headers[name.strip()] = value.strip()
-        return headers
+        return _pairs(self.cleaned_data["headers"], ":", "a header")
+
+    def clean_environment(self) -> dict[str, str] | None:
+        return _pairs(self.cleaned_data["environment"], "=", "a variable")
 
     def clean(self) -> dict:
         data = super().clean()
@@ -59,10 +53,31 @@ class McpServerForm(forms.ModelForm):
         return data
 
     def save(self, commit: bool = True) -> McpServer:
-        headers = self.cleaned_data.get("headers")
+        headers, environment = self.cleaned_data.get("headers"), self.cleaned_data.get("environment")
         if headers is not None:
-            self.instance.headers_encrypted = encrypt_headers(headers)
+            self.instance.headers_encrypted = encrypt_map(headers)
+        if environment is not None:
+            self.instance.environment_encrypted = encrypt_map(environment)
         return super().save(commit)
+
+
+def _pairs(text: str, separator: str, what: str) -> dict[str, str] | None:
+    """Lines of "name<separator>value" to store; None keeps the stored ones, "-" removes them.
+    A line in error is quoted masked: it may hold the secret."""
+    text = text.strip()
+    if not text:
+        return None
+    if text == "-":
+        return {}
+    pairs = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        name, found, value = line.partition(separator)
+        if not found or not name.strip() or any(c in name.strip() for c in " \t"):
+            raise forms.ValidationError(f"Not {what} line: “{masked(line.strip())}”")
+        pairs[name.strip()] = value.strip()
+    return pairs
 
 
 class McpToolInline(admin.TabularInline):
@@ -82,9 +97,11 @@ class McpServerAdmin(admin.ModelAdmin):
     list_display = ["name", "transport", "enabled", "state", "state_detail", "checked_at"]
     list_filter = ["enabled", "transport", "state"]
     filter_horizontal = ["users", "groups"]
-    readonly_fields = ["stored_headers", "state", "state_detail", "checked_at"]
+    readonly_fields = ["stored_headers", "stored_environment", "state", "state_detail", "checked_at"]
     fieldsets = [
-        (None, {"fields": ["name", "enabled", "transport", "command", "url", "headers", "stored_headers"]}),
+        (None, {"fields": ["name", "enabled", "transport"]}),
+        ("Stdio", {"fields": ["command", "environment", "stored_environment"]}),
+        ("Streamable HTTP", {"fields": ["url", "headers", "stored_headers"]}),
         ("Who may use it", {"fields": ["everyone", "users", "groups"]}),
         ("Last check", {"fields": ["state", "state_detail", "checked_at"]}),
     ]
@@ -93,8 +110,13 @@ class McpServerAdmin(admin.ModelAdmin):
 
     @admin.display(description="Stored headers")
     def stored_headers(self, server: McpServer) -> str:
-        headers = decrypt_headers(server.headers_encrypted)
+        headers = decrypt_map(server.headers_encrypted)
         return ", ".join(f"{name}: {masked(value)}" for name, value in headers.items()) or "—"
+
+    @admin.display(description="Stored environment")
+    def stored_environment(self, server: McpServer) -> str:
+        environment = decrypt_map(server.environment_encrypted)
+        return ", ".join(f"{name}={masked(value)}" for name, value in environment.items()) or "—"
 
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)

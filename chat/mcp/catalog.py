@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
 from chat.mcp.names import public_name
-from chat.mcp.secrets import decrypt_headers, resolved
+from chat.mcp.secrets import decrypt_map, resolved
 from chat.models import McpServer, McpTool
 
 # Providers bound a tool's description (OpenAI: 1024 characters).
@@ -30,6 +30,7 @@ class ServerConfig:
     command: tuple[str, ...]
     url: str
     headers: tuple[tuple[str, str], ...]
+    environment: tuple[tuple[str, str], ...]
 
     @classmethod
     def of(cls, server: McpServer) -> "ServerConfig":
@@ -39,7 +40,8 @@ class ServerConfig:
             transport=server.transport,
             command=tuple(shlex.split(server.command)) if server.transport == McpServer.Transport.STDIO else (),
             url=server.url,
-            headers=tuple(resolved(decrypt_headers(server.headers_encrypted)).items()),
+            headers=tuple(resolved(decrypt_map(server.headers_encrypted)).items()),
+            environment=tuple(resolved(decrypt_map(server.environment_encrypted)).items()),
         )
 
 

@@ -1,9 +1,10 @@
-"""Secrets at rest: an MCP server's request headers (a bearer token) are stored
-encrypted with Fernet, under a key derived from SECRET_KEY, and shown back only
-masked. A value written "env:NAME" is not stored at all: it is read from the
-environment variable NAME when the server is reached.
+"""Secrets at rest: an MCP server's request headers (a bearer token) and a stdio
+server's environment variables are stored encrypted with Fernet, under a key
+derived from SECRET_KEY, and shown back only masked. A value written "env:NAME"
+is not stored at all: it is read from the worker's environment variable NAME
+when the server is reached.
 
-Changing SECRET_KEY makes the stored headers unreadable: they are then treated
+Changing SECRET_KEY makes the stored values unreadable: they are then treated
 as absent (the server's check says so) and staff enter them again."""
 
 import base64
@@ -26,28 +27,28 @@ def _fernet() -> Fernet:
     return Fernet(base64.urlsafe_b64encode(digest))
 
 
-def encrypt_headers(headers: dict[str, str]) -> str:
-    if not headers:
+def encrypt_map(values: dict[str, str]) -> str:
+    if not values:
         return ""
-    return _fernet().encrypt(json.dumps(headers).encode()).decode()
+    return _fernet().encrypt(json.dumps(values).encode()).decode()
 
 
-def decrypt_headers(token: str) -> dict[str, str]:
-    """The stored headers, values as entered ("env:NAME" kept as such)."""
+def decrypt_map(token: str) -> dict[str, str]:
+    """The stored names and values, as entered ("env:NAME" kept as such)."""
     if not token:
         return {}
     try:
         return json.loads(_fernet().decrypt(token.encode()))
     except InvalidToken:
-        logger.warning("stored MCP headers cannot be decrypted (SECRET_KEY changed?)")
+        logger.warning("stored MCP secrets cannot be decrypted (SECRET_KEY changed?)")
         return {}
 
 
-def resolved(headers: dict[str, str]) -> dict[str, str]:
-    """The headers as sent: "env:NAME" values read from the environment (an
-    unset variable leaves the header out)."""
+def resolved(values: dict[str, str]) -> dict[str, str]:
+    """The values as used: "env:NAME" ones read from the environment (an unset
+    variable leaves its entry out)."""
     sent = {}
-    for name, value in headers.items():
+    for name, value in values.items():
         if value.startswith(ENV_PREFIX):
             value = os.environ.get(value.removeprefix(ENV_PREFIX), "")
             if not value:

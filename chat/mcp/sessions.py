@@ -37,7 +37,8 @@ CLOSE_TIMEOUT = 10
 def client_for(config: ServerConfig, timeout: float) -> Client:
     if config.transport == "stdio":
         command, *args = config.command or ("",)
-        server = StdioServerParameters(command=command, args=args)
+        # The SDK adds a minimal environment (PATH, HOME...): never the worker's secrets.
+        server = StdioServerParameters(command=command, args=args, env=dict(config.environment))
         # The server's stderr is its own business; a worker's log is not its place.
         return Client(_Stdio(server), read_timeout_seconds=timeout)
     http = httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout)

@@ -23,10 +23,10 @@ def test_a_card_asks_is_approved_and_shows_its_result(chat, web, openai_stub_ser
         "-c",
         "from asgiref.sync import async_to_sync\n"
         "from chat.mcp.discovery import check_server\n"
-        "from chat.mcp.secrets import encrypt_headers\n"
+        "from chat.mcp.secrets import encrypt_map\n"
         "from chat.models import McpServer, McpTool\n"
         f"s = McpServer.objects.create(name='web', transport='http', url={web.url!r}, everyone=True,"
-        f" headers_encrypted=encrypt_headers({{'Authorization': 'Bearer {TOKEN}'}}))\n"
+        f" headers_encrypted=encrypt_map({{'Authorization': 'Bearer {TOKEN}'}}))\n"
         "async_to_sync(check_server)(s)\n"
         "assert s.state == 'ok', s.state_detail\n"
         "McpTool.objects.filter(server=s).update(policy='ask')\n",
