@@ -45,6 +45,7 @@ from chat.models import (
     ToolCall,
 )
 from chat.rendering import message_segments
+from chat.tools import admin as tools_admin  # noqa: F401 (registers built-in tools' policies)
 
 REVIEW_FIELDS = ["flagged", "review_note", "reviewed_at", "reviewed_by"]
 SEVERITY_STATUS = {severity: status for status, severity in STATUS_SEVERITY.items()}

@@ -330,7 +330,27 @@ class UserSettings(models.Model):
         verbose_name = verbose_name_plural = "user settings"
 
 
-# Tools from MCP servers (chat/mcp/).
+# Tools' policies, and tools from MCP servers (chat/mcp/).
+
+
+class ToolPolicy(models.TextChoices):
+    RUN = "run", "Run"
+    ASK = "ask", "Ask the user first"
+    NEVER = "never", "Never (not offered)"
+
+
+class BuiltinTool(models.Model):
+    """Staff's policy for a built-in tool (chat/tools/); one without a row runs."""
+
+    name = models.CharField(max_length=100, unique=True)
+    policy = models.CharField(max_length=10, choices=ToolPolicy.choices, default=ToolPolicy.RUN)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "built-in tool"
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class McpServer(models.Model):
@@ -386,17 +406,14 @@ class McpServer(models.Model):
 class McpTool(models.Model):
     """A tool a server listed when it was last checked, and what staff decided about it."""
 
-    class Policy(models.TextChoices):
-        RUN = "run", "Run"
-        ASK = "ask", "Ask the user first"
-        NEVER = "never", "Never (not offered)"
+    Policy = ToolPolicy
 
     server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="tools")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     input_schema = models.JSONField(default=dict)
     # A new tool asks first: staff choose to let it run unasked.
-    policy = models.CharField(max_length=10, choices=Policy.choices, default=Policy.ASK)
+    policy = models.CharField(max_length=10, choices=ToolPolicy.choices, default=ToolPolicy.ASK)
     # Listed at the last check; a tool the server no longer lists is not offered.
     listed = models.BooleanField(default=True)
 

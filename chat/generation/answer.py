@@ -27,7 +27,6 @@ from chat.generation.publisher import Publisher
 from chat.generation.recorder import Recorder
 from chat.generation.tool_calls import ToolCalls
 from chat.live_markdown import LiveMarkdown
-from chat.mcp.toolbox import Toolbox
 from chat.models import Generation, Message, Status, StopReason
 from chat.provider.client import FILTERED
 from chat.provider.prompt import build_messages, load_history
@@ -36,6 +35,7 @@ from chat.rendering import growing_text
 from chat.serving import collector
 from chat.storable import LARGEST_COUNT, reason, refused, storable
 from chat.tools import ToolContext
+from chat.tools.toolbox import Toolbox
 
 logger = logging.getLogger("chat.generation")
 

@@ -17,11 +17,11 @@ from chat.generation.publisher import Publisher
 from chat.generation.recorder import Recorder
 from chat.live_markdown import LiveMarkdown
 from chat.mcp import approval
-from chat.mcp.toolbox import Toolbox
 from chat.models import Approval, Message, ToolCall
 from chat.provider.reply import PendingCall, Reply
 from chat.storable import storable
 from chat.tools import ToolContext, ToolError
+from chat.tools.toolbox import Toolbox
 
 logger = logging.getLogger("chat.generation")
 
@@ -44,7 +44,7 @@ class ToolCalls:
         self.started = False
         # Statements that wrote a row.
         self.writes = 0
-        # The tools on offer; the answer loads the user's MCP tools into it.
+        # The tools on offer, with their policies; the answer loads them.
         self.toolbox = Toolbox()
         # Calls waiting for the user's decision now, and when the last wait ended:
         # a wait for a person is not an answer nobody watches.
@@ -80,7 +80,7 @@ class ToolCalls:
     async def _start(self, call: PendingCall) -> ToolCall:
         self.started = True
         self.writes += 1
-        offered = self.toolbox.offered(call.name)
+        offer = self.toolbox.offer(call.name)
         async with self.publisher.turn:
             row = await ToolCall.objects.acreate(
                 message_id=self.message.pk,
@@ -90,8 +90,8 @@ class ToolCalls:
                 arguments=storable(call.arguments),
                 text_offset=self.recorder.length,
                 start_seq=self.publisher.next_seq,
-                server=offered.server.name if offered else "",
-                approval=Approval.PENDING if offered and offered.asks else "",
+                server=offer.server if offer else "",
+                approval=Approval.PENDING if offer and offer.asks else "",
             )
             self.rows.append(row)
             data = {"call_id": row.call_id, "name": row.name, "arguments": row.arguments, "settled": self.live.close()}
