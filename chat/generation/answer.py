@@ -75,10 +75,15 @@ class Answer:
         self.error_detail = ""
 
     def _request_from_history(self) -> list[dict]:
-        """The messages for the model, the history read from the database."""
+        """The messages for the model, the history read from the database (and
+        the tools on offer, in the same trip)."""
+        self.tools.toolbox = Toolbox.read(self._tool_context())
         earlier, calls = load_history(self.message)
         self.tools.rows = calls.get(self.message_id, [])
         return build_messages(self.message, earlier, calls)
+
+    def _tool_context(self) -> ToolContext:
+        return ToolContext(user_id=self.message.conversation.owner_id, conversation_id=self.message.conversation_id)
 
     async def run(self) -> None:
         failure = None
@@ -89,6 +94,7 @@ class Answer:
             else:
                 # Known to the caller: a new answer, so no tool calls of its own yet.
                 messages = build_messages(self.message, self.earlier, {})
+                self.tools.toolbox = await sync_to_async(Toolbox.read)(self._tool_context())
             outcome = await self._until_finished(messages)
         except asyncio.CancelledError:
             # The server is shutting down: record what we have, then let go.
@@ -152,8 +158,6 @@ class Answer:
     async def _replies(self, messages: list[dict]) -> Outcome:
         """The model's replies, with the tools each asks for run in between,
         until one answers in text; how the answer ended."""
-        context = ToolContext(user_id=self.message.conversation.owner_id, conversation_id=self.message.conversation_id)
-        self.tools.toolbox = await Toolbox.load(context)
         tools = self.tools.toolbox.schemas()
         tool_rounds = 0
         while True:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from mcp import MCPError
 
@@ -40,8 +39,11 @@ class Toolbox:
     sessions: Sessions | None = None
 
     @classmethod
-    async def load(cls, context: ToolContext) -> "Toolbox":
-        policies, mcp = await sync_to_async(_read)(context)
+    def read(cls, context: ToolContext) -> "Toolbox":
+        """The tools offered for `context`, read from the database (sync: the
+        answer reads them in the same trip as its history)."""
+        policies = dict(BuiltinTool.objects.values_list("name", "policy"))
+        mcp = offered_tools(context.user_id, context.conversation_id)
         toolbox = cls(sessions=Sessions(settings.CHAT_TOOL_TIMEOUT) if mcp else None)
         for tool in all_tools():
             policy = policies.get(tool.name, ToolPolicy.RUN)
@@ -81,11 +83,6 @@ class Toolbox:
         """End the answer's MCP sessions (and their server processes)."""
         if self.sessions is not None:
             await self.sessions.close()
-
-
-def _read(context: ToolContext) -> tuple[dict[str, str], list[OfferedTool]]:
-    policies = dict(BuiltinTool.objects.values_list("name", "policy"))
-    return policies, offered_tools(context.user_id, context.conversation_id)
 
 
 def _arguments(arguments: str) -> dict:
