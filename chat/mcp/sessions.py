@@ -18,7 +18,7 @@ import subprocess
 from contextlib import AsyncExitStack
 
 import httpx2
-from mcp import Client, StdioServerParameters
+from mcp import Client, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
@@ -40,38 +40,25 @@ def client_for(config: ServerConfig, timeout: float) -> Client:
         # The SDK adds a minimal environment (PATH, HOME...): never the worker's secrets.
         server = StdioServerParameters(command=command, args=args, env=dict(config.environment))
         # The server's stderr is its own business; a worker's log is not its place.
-        return Client(_Stdio(server), read_timeout_seconds=timeout)
-    http = httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout)
-    return Client(_Http(config.url, http), read_timeout_seconds=timeout)
-
-
-class _Stdio:
-    """The SDK's stdio transport with the server's stderr discarded."""
-
-    def __init__(self, server: StdioServerParameters) -> None:
-        from mcp.client.stdio import stdio_client
-
-        self._context = stdio_client(server, errlog=subprocess.DEVNULL)
-
-    async def __aenter__(self):
-        return await self._context.__aenter__()
-
-    async def __aexit__(self, *exc_info):
-        return await self._context.__aexit__(*exc_info)
+        return Client(stdio_client(server, errlog=subprocess.DEVNULL), read_timeout_seconds=timeout)
+    return Client(_Http(config.url, dict(config.headers), timeout), read_timeout_seconds=timeout)
 
 
 class _Http:
-    """The SDK's streamable HTTP transport on a client that carries the server's
-    headers, closed with it."""
+    """The SDK's streamable HTTP transport on a client of its own that carries
+    the server's headers, closed with it."""
 
-    def __init__(self, url: str, http: httpx2.AsyncClient) -> None:
+    def __init__(self, url: str, headers: dict[str, str], timeout: float) -> None:
+        self._url, self._headers, self._timeout = url, headers, timeout
         self._stack = AsyncExitStack()
-        self._url = url
-        self._http = http
 
     async def __aenter__(self):
-        await self._stack.enter_async_context(self._http)
-        return await self._stack.enter_async_context(streamable_http_client(self._url, http_client=self._http))
+        async with AsyncExitStack() as stack:
+            http = await stack.enter_async_context(httpx2.AsyncClient(headers=self._headers, timeout=self._timeout))
+            streams = await stack.enter_async_context(streamable_http_client(self._url, http_client=http))
+            # Entered: closed by __aexit__ from now on (and by this block until then).
+            self._stack = stack.pop_all()
+        return streams
 
     async def __aexit__(self, *exc_info):
         return await self._stack.__aexit__(*exc_info)
