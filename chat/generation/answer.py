@@ -122,9 +122,11 @@ class Answer:
             # Cancelling `work` closes the provider's response: the provider stops
             # producing, not only the display.
             await asyncio.gather(work, stop, unwatched, return_exceptions=True)
-            # No MCP server process outlives its answer, however it ended.
-            await self.tools.toolbox.close()
-            self.recorder.stop()
+            try:
+                # No MCP server process outlives its answer, however it ended.
+                await self.tools.toolbox.close()
+            finally:
+                self.recorder.stop()
         if refused_text in done:
             self.text_refused = True
             return Outcome(Status.ERROR, StopReason.INTERNAL_ERROR, UNSTORABLE)

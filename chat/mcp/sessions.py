@@ -87,13 +87,10 @@ class _Session:
 
     async def close(self) -> None:
         self.closing.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self.task), CLOSE_TIMEOUT)
-        except TimeoutError:
+        done, _ = await asyncio.wait({self.task}, timeout=CLOSE_TIMEOUT)
+        if not done:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
-        except Exception:
-            pass
         if self.ready.done() and not self.ready.cancelled():
             # Retrieved, so that a failed connection is not reported again when collected.
             self.ready.exception()
