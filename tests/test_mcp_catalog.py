@@ -193,3 +193,23 @@ def test_result_content_becomes_text_and_errors_raise():
     assert result_text(image) == "[image (image/png), not shown]"
     with pytest.raises(ToolError, match="it broke"):
         result_text(CallToolResult(content=[TextContent(type="text", text="it broke")], is_error=True))
+
+
+def test_staff_review_shows_an_mcp_call_naming_its_server(admin_client, alice, conversation):
+    answer = Message.objects.create(
+        conversation=conversation, role="assistant", content="ok", status="complete", last_seq=3
+    )
+    ToolCall.objects.create(
+        message=answer,
+        call_id="c",
+        name="time__now",
+        server="time",
+        approval="approved",
+        state="ok",
+        result="<script>x()</script>",
+        start_seq=1,
+        result_seq=2,
+    )
+    page = admin_client.get(f"/admin/chat/conversation/{conversation.pk}/change/").content.decode()
+    assert 'class="tool-server">time<' in page and 'class="tool-name">now<' in page
+    assert "&lt;script&gt;x()" in page and "<script>x()" not in page
