@@ -4,9 +4,11 @@ server written with the SDK (tests/mcp_http_server.py). The model is the real
 openai client against the local stub, which scripts the model's tool calls."""
 
 import json
+import re
 import subprocess
 import sys
 
+import httpx2
 import pytest
 from asgiref.sync import sync_to_async
 
@@ -241,3 +243,41 @@ async def test_a_stdio_server_gets_its_own_environment_never_the_workers(stub, a
     names = set(rows["c"].result.split())
     assert {"MCP_TEST_VALUE", "MCP_RELAYED", "PATH"} <= names
     assert not names & {"OPENAI_API_KEY", "DJANGO_SETTINGS_MODULE", "MCP_TEST_WORKER_VALUE", "SECRET_KEY"}
+
+
+def test_staff_add_a_server_in_the_admin_of_a_running_server(live_server_factory, web):
+    """Through daphne: the admin's check reaches the server from the staff's thread."""
+    live = live_server_factory()
+    live.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User\nUser.objects.create_superuser('staff', password='staff-pw')",
+    )
+    http = httpx2.Client(base_url=live.url, timeout=30)
+    http.get("/admin/login/")
+    login = {"username": "staff", "password": "staff-pw", "csrfmiddlewaretoken": http.cookies["csrftoken"]}
+    assert http.post("/admin/login/", data=login, headers={"Referer": live.url + "/admin/login/"}).status_code == 302
+    form = {
+        "name": "web",
+        "transport": "http",
+        "url": web.url,
+        "headers": f"Authorization: Bearer {TOKEN}",
+        "enabled": "on",
+        "everyone": "on",
+        "tools-TOTAL_FORMS": "0",
+        "tools-INITIAL_FORMS": "0",
+        "csrfmiddlewaretoken": http.cookies["csrftoken"],
+    }
+    response = http.post("/admin/chat/mcpserver/add/", data=form, headers={"Referer": live.url + "/admin/"})
+    assert response.status_code == 302, response.text[:3000]
+    page = http.get(response.headers["Location"]).text
+    messages = re.findall(r"<li class=\"(?:success|warning|info|error)\">(.*?)</li>", page, re.S)
+    assert "Server web: connected, 5 tools." in messages and TOKEN not in page, messages
+    assert live.sql("SELECT state FROM chat_mcpserver WHERE name = 'web'") == [("ok",)]
+    assert {row[0] for row in live.sql("SELECT name FROM chat_mcptool")} == {
+        "echo",
+        "fails",
+        "slow",
+        "hostile",
+        "record",
+    }

@@ -133,8 +133,7 @@ class McpServerAdmin(admin.ModelAdmin):
             return
         async_to_sync(check_server)(server)
         if server.state == McpServer.State.OK:
-            self.message_user(request, f"{server.name}: connected, {server.state_detail}.")
+            self.message_user(request, f"Server {server.name}: connected, {server.state_detail}.")
         else:
-            self.message_user(
-                request, f"{server.name}: {server.get_state_display()} ({server.state_detail})", messages.WARNING
-            )
+            state = server.get_state_display().lower()
+            self.message_user(request, f"Server {server.name}: {state} ({server.state_detail})", messages.WARNING)
