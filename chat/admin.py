@@ -35,6 +35,7 @@ from django.utils.text import smart_split, unescape_string_literal
 # sign-ins and lockouts; quotas, prices and the usage ledger.
 from chat import audit, catalog_admin, lockout_admin, usage_admin  # noqa: F401
 from chat.export import conversations_as_csv, conversations_as_json
+from chat.mcp import admin as mcp_admin  # noqa: F401 (registers MCP servers and their tools)
 from chat.models import (
     STATUS_SEVERITY,
     Conversation,
@@ -46,6 +47,7 @@ from chat.models import (
     ToolCall,
 )
 from chat.rendering import message_segments
+from chat.tools import admin as tools_admin  # noqa: F401 (registers built-in tools' policies)
 
 REVIEW_FIELDS = ["flagged", "review_note", "reviewed_at", "reviewed_by"]
 SEVERITY_STATUS = {severity: status for status, severity in STATUS_SEVERITY.items()}

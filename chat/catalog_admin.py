@@ -20,9 +20,10 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from chat import secrets
 from chat.audit import AuditedAdmin
 from chat.models import OfferedModel, Provider, SiteSettings, UserSettings
-from chat.provider import catalog, secrets
+from chat.provider import catalog
 
 # Where the offered models' form finds the provider's listed models.
 LISTED_MODELS_ID = "listed-models"

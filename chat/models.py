@@ -1,8 +1,12 @@
 """What the product stores: conversations, their messages, each answer attempt
-(Generation), the tool calls an answer made, users' feedback; and the models on
-offer (providers, their models), site-wide and personal instructions."""
+(Generation), the tool calls an answer made (and the user's approval of one that
+asks first), users' feedback; the models on offer (providers, their models),
+site-wide and personal instructions; and the MCP servers staff registered, with
+the tools each lists."""
 
 from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -188,6 +192,13 @@ class Generation(models.Model):
         indexes = [models.Index(fields=["owner", "started_at"])]
 
 
+class Approval(models.TextChoices):
+    PENDING = "pending", "Waiting for approval"
+    APPROVED = "approved", "Approved"
+    DENIED = "denied", "Denied"
+    TIMED_OUT = "timed_out", "Not decided in time"
+
+
 class ToolCall(models.Model):
     class State(models.TextChoices):
         RUNNING = "running", "Running"
@@ -207,6 +218,10 @@ class ToolCall(models.Model):
     text_offset = models.PositiveIntegerField(default=0)
     start_seq = models.PositiveIntegerField(default=0)
     result_seq = models.PositiveIntegerField(null=True, blank=True)
+    # A tool of an MCP server: the server's name (empty for a built-in tool).
+    server = models.CharField(max_length=100, blank=True)
+    # Staff made the tool ask first: where the user's decision stands.
+    approval = models.CharField(max_length=10, choices=Approval.choices, blank=True)
 
     class Meta:
         ordering = ["start_seq", "id"]
@@ -235,7 +250,7 @@ class Provider(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     base_url = models.URLField("base URL", max_length=500, help_text="For example https://api.openai.com/v1")
-    # The key, encrypted at rest (chat/provider/secrets.py), or the name of an
+    # The key, encrypted at rest (chat/secrets.py), or the name of an
     # environment variable that holds it. Neither is ever shown back in full.
     api_key_encrypted = models.TextField(blank=True, editable=False)
     api_key_env = models.CharField(
@@ -450,3 +465,99 @@ class AuditEntry(models.Model):
     class Meta:
         verbose_name_plural = "audit trail"
         ordering = ["-at", "-id"]
+
+
+# Tools' policies, and tools from MCP servers (chat/mcp/).
+
+
+class ToolPolicy(models.TextChoices):
+    RUN = "run", "Run"
+    ASK = "ask", "Ask the user first"
+    NEVER = "never", "Never (not offered)"
+
+
+class BuiltinTool(models.Model):
+    """Staff's policy for a built-in tool (chat/tools/); one without a row runs."""
+
+    name = models.CharField(max_length=100, unique=True)
+    policy = models.CharField(max_length=10, choices=ToolPolicy.choices, default=ToolPolicy.RUN)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "built-in tool"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class McpServer(models.Model):
+    """A Model Context Protocol server staff registered: its tools are offered to
+    the users it is shared with."""
+
+    class Transport(models.TextChoices):
+        STDIO = "stdio", "Command (stdio)"
+        HTTP = "http", "URL (streamable HTTP)"
+
+    class State(models.TextChoices):
+        UNKNOWN = "unknown", "Not checked yet"
+        OK = "ok", "Connected"
+        UNREACHABLE = "unreachable", "Cannot be reached"
+        FAILED = "failed", "Failed its handshake"
+
+    # Part of every tool name the model sees: lowercase letters, digits and
+    # single hyphens, so "<name>__<tool>" is unique across servers.
+    name = models.CharField(
+        max_length=30,
+        unique=True,
+        validators=[
+            RegexValidator(r"^[a-z0-9]+(-[a-z0-9]+)*$", "Lowercase letters and digits, words joined by single hyphens.")
+        ],
+    )
+    transport = models.CharField(max_length=10, choices=Transport.choices, default=Transport.STDIO)
+    command = models.TextField(blank=True, help_text="For stdio: the command line, e.g. mcp-server-time.")
+    url = models.URLField(blank=True, max_length=500, help_text="For streamable HTTP: the endpoint, e.g. https://…/mcp")
+    # Request headers (a bearer token): encrypted JSON, never shown back in full
+    # (chat/mcp/secrets.py). A value "env:NAME" is read from the environment.
+    headers_encrypted = models.TextField(blank=True)
+    # A stdio server's environment variables, kept like the headers. The server
+    # gets these and a minimal environment (PATH, HOME...), never the worker's.
+    environment_encrypted = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    everyone = models.BooleanField(default=False, help_text="Every signed-in user may use it.")
+    users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    groups = models.ManyToManyField(Group, blank=True, related_name="+")
+    state = models.CharField(max_length=12, choices=State.choices, default=State.UNKNOWN)
+    state_detail = models.TextField(blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    # Conversations whose user switched this server's tools off.
+    off_in = models.ManyToManyField(Conversation, blank=True, related_name="mcp_servers_off")
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "MCP server"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class McpTool(models.Model):
+    """A tool a server listed when it was last checked, and what staff decided about it."""
+
+    Policy = ToolPolicy
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="tools")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    input_schema = models.JSONField(default=dict)
+    # A new tool asks first: staff choose to let it run unasked.
+    policy = models.CharField(max_length=10, choices=ToolPolicy.choices, default=ToolPolicy.ASK)
+    # Listed at the last check; a tool the server no longer lists is not offered.
+    listed = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["server", "name"]
+        constraints = [models.UniqueConstraint(fields=["server", "name"], name="mcp_tool_unique_per_server")]
+        verbose_name = "MCP tool"
+
+    def __str__(self) -> str:
+        return f"{self.server.name}: {self.name}"

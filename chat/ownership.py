@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.shortcuts import aget_object_or_404, get_object_or_404
 
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, ToolCall
 
 
 def conversations_of(user) -> QuerySet[Conversation]:
@@ -48,3 +48,9 @@ async def amessage_for(request: HttpRequest, conversation_id: int, message_id: i
 async def aprompt_for(request: HttpRequest, conversation_id: int, message_id: int) -> Message:
     messages = _messages_of(await request.auser(), conversation_id).filter(role=Message.Role.USER)
     return await aget_object_or_404(messages, pk=message_id)
+
+
+async def atool_call_for(request: HttpRequest, call_id: int) -> ToolCall:
+    """A tool call of one of the user's answers."""
+    calls = ToolCall.objects.filter(message__conversation__owner=await request.auser())
+    return await aget_object_or_404(calls, pk=call_id)

@@ -19,7 +19,8 @@ from django.urls import reverse
 from chat import events
 from chat.live_markdown import LiveMarkdown
 from chat.markdown import render_markdown
-from chat.models import Message, Status, ToolCall
+from chat.mcp.names import tool_label
+from chat.models import Approval, Message, Status, ToolCall
 from chat.provider import catalog
 from chat.storable import storable
 
@@ -95,6 +96,24 @@ class ToolCard:
     result: str = ""
     error: str = ""
     duration_ms: int | None = None
+    # An MCP server's tool: the server's name.
+    server: str = ""
+    # A call that asks first: where the user's decision stands, and the row it is stored on.
+    approval: str = ""
+    row_id: int | None = None
+
+    @property
+    def label(self) -> str:
+        return tool_label(self.server, self.name)
+
+    @property
+    def asks(self) -> bool:
+        """Waiting for the user's decision: the card has Approve and Deny."""
+        return self.approval == Approval.PENDING and self.state == ToolCall.State.RUNNING and self.row_id is not None
+
+    @property
+    def decide_url(self) -> str:
+        return reverse("chat-tool-decide", args=[self.row_id]) if self.row_id is not None else ""
 
     @property
     def dom_id(self) -> str:
@@ -127,6 +146,9 @@ class ToolCard:
             result=call.result if finished else "",
             error=call.error if finished else "",
             duration_ms=call.duration_ms if finished else None,
+            server=call.server,
+            approval=call.approval,
+            row_id=call.pk,
         )
 
 
@@ -148,8 +170,27 @@ def event_fragment(message_id: int, event: events.Event) -> str:
         return reasoning_delta_fragment(message_id, data)
     if event.type == events.TOOL_START:
         # The text before the card is settled with it, and the open part starts afresh.
-        card = ToolCard(message_id, data["call_id"], data["name"], data.get("arguments", ""), ToolCall.State.RUNNING)
+        card = ToolCard(
+            message_id,
+            data["call_id"],
+            data["name"],
+            data.get("arguments", ""),
+            ToolCall.State.RUNNING,
+            server=data.get("server", ""),
+        )
         return data.get("settled", "") + tool_card_html(card) + open_part_html(message_id, ("", "", ""), oob=True)
+    if event.type == events.TOOL_APPROVAL:
+        card = ToolCard(
+            message_id,
+            data["call_id"],
+            data["name"],
+            data.get("arguments", ""),
+            ToolCall.State.RUNNING,
+            server=data.get("server", ""),
+            approval=data.get("approval", ""),
+            row_id=data.get("id"),
+        )
+        return tool_card_html(card, oob=True)
     if event.type == events.TOOL_RESULT:
         state = ToolCall.State.ERROR if "error" in data else ToolCall.State.OK
         card = ToolCard(
@@ -161,6 +202,8 @@ def event_fragment(message_id: int, event: events.Event) -> str:
             result=data.get("result", ""),
             error=data.get("error", ""),
             duration_ms=data.get("duration_ms"),
+            server=data.get("server", ""),
+            approval=data.get("approval", ""),
         )
         return tool_card_html(card, oob=True)
     raise ValueError(f"{event.type} events are rendered from the stored message")

@@ -243,6 +243,10 @@ CHAT_CONNECT_TIMEOUT = env_number("CHAT_CONNECT_TIMEOUT", 10, minimum=0.1)
 CHAT_IDLE_TIMEOUT = env_number("CHAT_IDLE_TIMEOUT", 60, minimum=0.1)
 CHAT_MAX_TOOL_ROUNDS = env_int("CHAT_MAX_TOOL_ROUNDS", 5, minimum=1)
 CHAT_TOOL_TIMEOUT = env_number("CHAT_TOOL_TIMEOUT", 10, minimum=0.1)
+# How long a tool call that asks first waits for the user's Approve or Deny.
+CHAT_APPROVAL_TIMEOUT = env_number("CHAT_APPROVAL_TIMEOUT", 300, minimum=0.1)
+# How long checking an MCP server (connect and list its tools) may take.
+CHAT_MCP_CHECK_TIMEOUT = env_number("CHAT_MCP_CHECK_TIMEOUT", 15, minimum=0.1)
 # What a provider sends is bounded, so a broken or hostile one cannot exhaust a
 # worker (past a limit, the answer ends with an error): tool calls per round, the
 # length of a call's arguments, the longest line or event of its stream in bytes

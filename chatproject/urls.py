@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 
 from chat import dashboard, stream, views
+from chat.mcp import views as mcp_views
 
 
 class IdConverter:
@@ -44,6 +45,7 @@ conversation_urls = [
     path("rename/", views.rename, name="chat-rename"),
     path("delete/", views.delete, name="chat-delete"),
     path("m/<id:message_id>/", include(message_urls)),
+    path("tools/<id:server_id>/", mcp_views.switch_server, name="chat-tool-source"),
 ]
 
 # Logging in and out: the pages link nothing else. No mail is sent, so there is no
@@ -63,6 +65,7 @@ urlpatterns = [
     path("", views.home, name="chat-home"),
     path("settings/", include(settings_urls)),
     path("c/new/", views.new_conversation, name="chat-new"),
+    path("tools/<id:call_id>/decide/", mcp_views.decide, name="chat-tool-decide"),
     path("c/<id:conversation_id>/", include(conversation_urls)),
     path("accounts/", include(account_urls)),
     # Staff only, as every admin page (admin_view checks is_staff and the session).

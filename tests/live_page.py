@@ -82,7 +82,7 @@ class LivePage:
             self.settled += data[:opened]
             self.settled_text += data[: data.index('<div class="tool-card')]
             self._set_open(data[opened:])
-        elif frame.event == "tool_result":
+        elif frame.event in ("tool_result", "tool_approval"):
             # The card, swapped out of band by its id.
             card = data.strip().replace(' hx-swap-oob="outerHTML"', "", 1)
             card_id = re.search(r'id="(tool-[0-9a-f]+)"', card)[1]

@@ -12,6 +12,7 @@ from chat.models import Generation, Message
 from tests.conftest import HTMX, finished, live_page, read_stream, send
 from tests.live_page import LivePage
 from tests.openai_stub import Status, Stream
+from tests.waiting import wait_until_async
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast")]
 
@@ -214,6 +215,8 @@ async def test_continue_and_retry_at_once_start_one_generation(stub, alice_async
     answers = [m async for m in Message.objects.filter(conversation=conversation, role="assistant")]
     # The Continue's (the same message), or the Retry's beside the first.
     started = answers[-1] if len(answers) == 2 else message
+    # Stopped once it asked the model (before that, a Stop would end it with no request).
+    await wait_until_async(lambda: len(stub.requests) == 2, message="the generation did not ask the model")
     await alice_async.post(f"/c/{conversation.pk}/m/{started.pk}/stop/", headers=HTMX)
     assert (await finished(started.pk)).status == "stopped"
     assert len(stub.requests) == 2

@@ -78,3 +78,15 @@ async def test_a_users_streams_beyond_the_limit_are_replaced_oldest_first_and_fo
         await log.close_stream(1, stream)
     await log.close_stream(2, "x")
     assert log._streams == {}
+
+
+async def test_a_decision_wakes_its_waiter_and_stays_announced():
+    log = MemoryEventLog()
+    waiting = asyncio.create_task(log.wait_for_decision(7, 3, 30))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    await log.announce_decision(7, 3)
+    await asyncio.wait_for(waiting, 1)
+    await asyncio.wait_for(log.wait_for_decision(7, 3, 30), 1)
+    # Nothing announced for another call: the wait ends after its timeout.
+    await asyncio.wait_for(log.wait_for_decision(7, 4, 0.05), 1)

@@ -13,7 +13,7 @@ import redis
 import redis.asyncio
 from redis.exceptions import RedisError
 
-from chat.eventlog.redis import RedisEventLog
+from chat.eventlog.redis import MAX_BLOCK, RedisEventLog
 from chat.events import Event
 from tests.live import RedisServer
 from tests.waiting import wait_until_async
@@ -281,3 +281,24 @@ async def test_a_users_streams_are_counted_across_workers(worker_a, worker_b, pr
         await worker_b.close_stream(1, stream)
     await worker_a.close_stream(2, "x")
     assert list(redis.Redis.from_url(SHARED_REDIS_URL).scan_iter(match=f"{prefix}:streams:*")) == []
+
+
+async def test_a_decision_announced_on_one_worker_wakes_the_other(worker_a, worker_b):
+    started = time.monotonic()
+    waiting = asyncio.create_task(worker_a.wait_for_decision(1, 5, 30))
+    await wait_until_async(lambda: blocking(worker_a), message="the generation never waited for a decision")
+    await worker_b.announce_decision(1, 5)
+    await asyncio.wait_for(waiting, 10)
+    # Not by the end of its wait (bounded by MAX_BLOCK), but by the announcement.
+    assert time.monotonic() - started < MAX_BLOCK
+    # It stays announced; another call of the message is not.
+    await asyncio.wait_for(worker_a.wait_for_decision(1, 5, 30), 1)
+    other = asyncio.create_task(worker_a.wait_for_decision(1, 6, 30))
+    await wait_until_async(lambda: blocking(worker_a), message="the other call's wait did not block")
+    assert not other.done()
+    other.cancel()
+    await asyncio.gather(other, return_exceptions=True)
+    # A wait with nothing announced ends after its timeout; the caller reads the database.
+    started = time.monotonic()
+    await worker_a.wait_for_decision(2, 1, 0.2)
+    assert time.monotonic() - started < 2

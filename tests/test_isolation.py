@@ -17,7 +17,7 @@ import pytest
 from django.test import AsyncClient, Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from chat.models import Conversation, Feedback, Message, Status
+from chat.models import Approval, Conversation, Feedback, McpServer, Message, Status, ToolCall
 from tests.conftest import finished
 from tests.openai_stub import Stream
 
@@ -38,11 +38,13 @@ VIEWS = {
     "chat-switch": "POST",
     "chat-settings": "GET",
     "chat-settings-save": "POST",
+    "chat-tool-decide": "POST",
+    "chat-tool-source": "POST",
 }
 # Django's own views, tested by Django.
 SKIPPED_PREFIXES = ("admin/", "accounts/")
 # How each URL parameter is filled with one of alice's objects.
-PARAMETERS = {"conversation_id", "message_id"}
+PARAMETERS = {"conversation_id", "message_id", "call_id", "server_id"}
 # A form that would change something if a view let it through.
 FORM = {"prompt": "Hello", "title": "Renamed by someone else", "rating": "1", "comment": "bob was here"}
 
@@ -146,7 +148,11 @@ def answer(conversation) -> Message:
 
 @pytest.fixture
 def ids(conversation, answer) -> dict[str, int]:
-    return {"conversation_id": conversation.pk, "message_id": answer.pk}
+    # A call of alice's answer waiting for her decision, and an MCP server
+    # everyone may use (in alice's conversation, only she may switch it).
+    call = ToolCall.objects.create(message=answer, call_id="c", name="web__echo", approval=Approval.PENDING)
+    server = McpServer.objects.create(name="web", command="unused", everyone=True)
+    return {"conversation_id": conversation.pk, "message_id": answer.pk, "call_id": call.pk, "server_id": server.pk}
 
 
 @pytest.fixture

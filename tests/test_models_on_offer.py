@@ -12,8 +12,9 @@ import re
 
 import pytest
 
+from chat import secrets
 from chat.models import Conversation, Generation, Message, OfferedModel, Provider, SiteSettings
-from chat.provider import catalog, secrets
+from chat.provider import catalog
 from tests.conftest import HTMX, finished, read_stream
 from tests.openai_stub import Stream
 

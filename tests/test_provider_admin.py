@@ -13,9 +13,10 @@ import re
 import pytest
 from cryptography.fernet import Fernet
 
+from chat import secrets
 from chat.export import conversations_as_csv, conversations_as_json
 from chat.models import Conversation, OfferedModel, Provider, SiteSettings, UserSettings
-from chat.provider import catalog, secrets
+from chat.provider import catalog
 from tests.conftest import finished, send
 from tests.live import free_port
 from tests.openai_stub import Status, Stream

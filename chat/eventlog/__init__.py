@@ -34,6 +34,14 @@ class EventLog(Protocol):
     async def clear_stop(self, message_id: int) -> None:
         """Forget a stop request, before a new generation of the message starts."""
 
+    async def announce_decision(self, message_id: int, call_id: int) -> None:
+        """Wake the generation waiting for the user's decision on tool call
+        `call_id` (stored in the database first), wherever it runs."""
+
+    async def wait_for_decision(self, message_id: int, call_id: int, timeout: float) -> None:
+        """Return once a decision was announced, or after about `timeout` seconds
+        (the caller reads the decision from the database either way)."""
+
     async def touch_viewer(self, message_id: int) -> None:
         """Note that somebody is watching the answer now."""
 

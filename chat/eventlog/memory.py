@@ -23,6 +23,9 @@ class _Answer:
     waiters: list[asyncio.Future] = field(default_factory=list)
     stop_waiters: list[asyncio.Future] = field(default_factory=list)
     stop_requested: bool = False
+    # Tool calls decided, and the generation's waits for a decision.
+    decided: set[int] = field(default_factory=set)
+    decision_waiters: list[asyncio.Future] = field(default_factory=list)
     viewed_at: float | None = None
     expires_at: float | None = None
 
@@ -154,6 +157,26 @@ class MemoryEventLog:
 
     async def clear_stop(self, message_id: int) -> None:
         self._answer(message_id).stop_requested = False
+
+    async def announce_decision(self, message_id: int, call_id: int) -> None:
+        answer = self._answer(message_id)
+        answer.decided.add(call_id)
+        _wake(answer.decision_waiters)
+
+    async def wait_for_decision(self, message_id: int, call_id: int, timeout: float) -> None:
+        answer = self._answer(message_id)
+        if call_id in answer.decided:
+            return
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        answer.decision_waiters.append(future)
+        timer = loop.call_later(timeout, _resolve, future)
+        try:
+            await future
+        finally:
+            timer.cancel()
+            if future in answer.decision_waiters:
+                answer.decision_waiters.remove(future)
 
     async def touch_viewer(self, message_id: int) -> None:
         self._answer(message_id).viewed_at = time.monotonic()

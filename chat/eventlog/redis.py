@@ -7,6 +7,8 @@ Keys, under settings.CHAT_REDIS_PREFIX:
                         a cursor is a stream id and XREAD BLOCK follows it
   {prefix}:stop:{id}    a stream whose first entry is the stop request, so the
                         generation waits for it with XREAD BLOCK too
+  {prefix}:decision:{id}:{call}  a stream whose first entry says the user decided
+                        on a tool call that asked (the decision is in the database)
   {prefix}:viewed:{id}  its remaining lifetime says when somebody last watched
                         (Redis's clock only: the workers' clocks may disagree)
   {prefix}:streams:{user}  a list of the user's open streams, oldest first
@@ -180,6 +182,24 @@ class RedisEventLog:
 
     async def clear_stop(self, message_id: int) -> None:
         await self._client().redis.delete(self._key("stop", message_id))
+
+    async def announce_decision(self, message_id: int, call_id: int) -> None:
+        key = self._key("decision", message_id) + f":{call_id}"
+        async with self._client().redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(key, {"decided": "1"}, maxlen=1)
+            pipe.pexpire(key, LIVE_TTL * 1000)
+            await pipe.execute()
+
+    async def wait_for_decision(self, message_id: int, call_id: int, timeout: float) -> None:
+        """An outage is waited out, not raised: the caller reads the database
+        after each wait, so a decision still arrives, only later."""
+        key = self._key("decision", message_id) + f":{call_id}"
+        block = max(1, round(min(timeout, MAX_BLOCK) * 1000))
+        try:
+            await self._client().redis.xread({key: "0-0"}, count=1, block=block)
+        except (RedisError, OSError) as exc:
+            logger.warning("event log unreachable, decision read from the database message=%s: %s", message_id, exc)
+            await asyncio.sleep(block / 1000)
 
     async def touch_viewer(self, message_id: int) -> None:
         # The key holds its own lifetime, so its age is lifetime - remaining.

@@ -40,7 +40,8 @@ from chat.provider.reply import OutputLimit, ProviderFailure, Reply, read_reply,
 from chat.rendering import growing_text
 from chat.serving import collector
 from chat.storable import LARGEST_COUNT, reason, refused, storable
-from chat.tools import all_tools
+from chat.tools import ToolContext
+from chat.tools.toolbox import Toolbox
 
 logger = logging.getLogger("chat.generation")
 
@@ -101,7 +102,9 @@ class Answer:
         self.error_detail = ""
 
     def _request_from_history(self) -> list[dict]:
-        """The messages for the model, the history read from the database."""
+        """The messages for the model, the history read from the database (and
+        the tools on offer, in the same trip)."""
+        self.tools.toolbox = Toolbox.read(self._tool_context())
         earlier, calls = load_history(self.message)
         self.tools.rows = calls.get(self.message_id, [])
         return self._messages(earlier, calls)
@@ -116,6 +119,9 @@ class Answer:
             send_reasoning=self.choice.send_reasoning,
         )
 
+    def _tool_context(self) -> ToolContext:
+        return ToolContext(user_id=self.message.conversation.owner_id, conversation_id=self.message.conversation_id)
+
     async def run(self) -> None:
         failure = None
         try:
@@ -125,6 +131,7 @@ class Answer:
             else:
                 # Known to the caller: a new answer, so no tool calls of its own yet.
                 messages = self._messages(self.earlier, {})
+                self.tools.toolbox = await sync_to_async(Toolbox.read)(self._tool_context())
             outcome = await self._until_finished(messages)
         except asyncio.CancelledError:
             # The server is shutting down: record what we have, then let go.
@@ -152,7 +159,11 @@ class Answer:
             # Cancelling `work` closes the provider's response: the provider stops
             # producing, not only the display.
             await asyncio.gather(work, stop, unwatched, return_exceptions=True)
-            self.recorder.stop()
+            try:
+                # No MCP server process outlives its answer, however it ended.
+                await self.tools.toolbox.close()
+            finally:
+                self.recorder.stop()
         if refused_text in done:
             self.text_refused = True
             return Outcome(Status.ERROR, StopReason.INTERNAL_ERROR, UNSTORABLE)
@@ -173,6 +184,11 @@ class Answer:
             since = await self.log.seconds_since_viewed(self.message_id)
             if since is None:
                 since = time.monotonic() - self.started
+            if self.tools.awaiting:
+                # Waiting for a person's decision, bounded by CHAT_APPROVAL_TIMEOUT.
+                continue
+            if self.tools.awaited_at is not None:
+                since = min(since, time.monotonic() - self.tools.awaited_at)
             if since > limit:
                 return
 
@@ -181,7 +197,7 @@ class Answer:
     async def _replies(self, messages: list[dict]) -> Outcome:
         """The model's replies, with the tools each asks for run in between,
         until one answers in text; how the answer ended."""
-        tools = [tool.schema() for tool in all_tools()]
+        tools = self.tools.toolbox.schemas()
         tool_rounds = 0
         while True:
             reply = Reply()

@@ -1,10 +1,11 @@
 """Running the tools a reply asks for: each call announced (`tool_start`, its
 row stored), all run in parallel, each reported as it ends (`tool_result`), and
-the results handed back for the model's next request. Tool output is untrusted:
-bounded and made storable before it is stored or shown."""
+the results handed back for the model's next request. A call of a tool that asks
+first waits for the user's decision (`tool_approval`, chat/mcp/approval.py);
+one denied, or not decided in time, is reported as a refusal. Tool output is
+untrusted: bounded and made storable before it is stored or shown."""
 
 import asyncio
-import json
 import logging
 import time
 
@@ -15,10 +16,12 @@ from chat import events
 from chat.generation.publisher import Publisher
 from chat.generation.recorder import Recorder
 from chat.live_markdown import LiveMarkdown
-from chat.models import Message, ToolCall
+from chat.mcp import approval
+from chat.models import Approval, Message, ToolCall
 from chat.provider.reply import PendingCall, Reply
 from chat.storable import storable
-from chat.tools import ToolContext, ToolError, get_tool
+from chat.tools import ToolContext, ToolError
+from chat.tools.toolbox import Toolbox
 
 logger = logging.getLogger("chat.generation")
 
@@ -41,6 +44,12 @@ class ToolCalls:
         self.started = False
         # Statements that wrote a row.
         self.writes = 0
+        # The tools on offer, with their policies; the answer loads them.
+        self.toolbox = Toolbox()
+        # Calls waiting for the user's decision now, and when the last wait ended:
+        # a wait for a person is not an answer nobody watches.
+        self.awaiting = 0
+        self.awaited_at: float | None = None
 
     async def run(self, reply: Reply) -> list[dict]:
         """Announce every call of `reply`, run them in parallel, report each as it
@@ -71,6 +80,7 @@ class ToolCalls:
     async def _start(self, call: PendingCall) -> ToolCall:
         self.started = True
         self.writes += 1
+        offer = self.toolbox.offer(call.name)
         async with self.publisher.turn:
             row = await ToolCall.objects.acreate(
                 message_id=self.message.pk,
@@ -80,20 +90,28 @@ class ToolCalls:
                 arguments=storable(call.arguments),
                 text_offset=self.recorder.length,
                 start_seq=self.publisher.next_seq,
+                server=offer.server if offer else "",
+                approval=Approval.PENDING if offer and offer.asks else "",
             )
             self.rows.append(row)
-            event = await self.publisher.publish_in_turn(
-                events.TOOL_START,
-                {"call_id": row.call_id, "name": row.name, "arguments": row.arguments, "settled": self.live.close()},
-            )
+            data = {"call_id": row.call_id, "name": row.name, "arguments": row.arguments, "settled": self.live.close()}
+            if row.server:
+                data["server"] = row.server
+            event = await self.publisher.publish_in_turn(events.TOOL_START, data)
         self.recorder.advance(event.seq)
         return row
 
     async def _run(self, row: ToolCall, context: ToolContext) -> None:
+        if row.approval == Approval.PENDING:
+            row.approval = await self._ask(row)
         started = time.monotonic()
         try:
+            if row.approval not in ("", Approval.APPROVED):
+                raise ToolError(approval.refusal(row.approval))
             # Tool output is untrusted: it may echo what the model sent, or anything.
-            row.result = storable(_bounded(await _call(row.name, row.arguments, context)))
+            async with asyncio.timeout(settings.CHAT_TOOL_TIMEOUT):
+                result = await self.toolbox.call(row.name, row.arguments, context)
+            row.result = storable(_bounded(result))
             row.state = ToolCall.State.OK
         except ToolError as exc:
             row.error, row.state = storable(str(exc)), ToolCall.State.ERROR
@@ -111,24 +129,39 @@ class ToolCalls:
             await row.asave(update_fields=["result", "error", "state", "finished_at", "result_seq"])
             data = {"call_id": row.call_id, "name": row.name, "arguments": row.arguments, "duration_ms": duration_ms}
             data.update({"result": row.result} if row.state == ToolCall.State.OK else {"error": row.error})
+            if row.server:
+                data["server"] = row.server
+            if row.approval:
+                data["approval"] = row.approval
             event = await self.publisher.publish_in_turn(events.TOOL_RESULT, data)
         self.recorder.advance(event.seq)
 
+    async def _ask(self, row: ToolCall) -> str:
+        """Show the user the call with Approve and Deny, and wait for the decision
+        (stored on the row by whichever worker gets it)."""
+        await self._publish_approval(row, Approval.PENDING)
+        self.awaiting += 1
+        try:
+            decision = await approval.wait_for_decision(self.publisher.log, row)
+        finally:
+            self.awaiting -= 1
+            self.awaited_at = time.monotonic()
+        if decision == Approval.APPROVED:
+            # Every open view: the buttons go, the card runs.
+            await self._publish_approval(row, decision)
+        return decision
 
-async def _call(name: str, arguments: str, context: ToolContext) -> str:
-    tool = get_tool(name)
-    if tool is None:
-        raise ToolError(f"There is no tool named {name!r}.")
-    try:
-        args = json.loads(arguments or "{}")
-    except json.JSONDecodeError:
-        raise ToolError("The arguments were not valid JSON.") from None
-    except RecursionError:
-        raise ToolError("The arguments are nested too deeply.") from None
-    if not isinstance(args, dict):
-        raise ToolError("The arguments must be a JSON object.")
-    async with asyncio.timeout(settings.CHAT_TOOL_TIMEOUT):
-        return await tool.run(args, context)
+    async def _publish_approval(self, row: ToolCall, decision: str) -> None:
+        data = {
+            "call_id": row.call_id,
+            "name": row.name,
+            "arguments": row.arguments,
+            "server": row.server,
+            "id": row.pk,
+            "approval": decision,
+        }
+        event = await self.publisher.publish(events.TOOL_APPROVAL, data)
+        self.recorder.advance(event.seq)
 
 
 def _bounded(result: str) -> str:

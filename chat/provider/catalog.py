@@ -19,8 +19,8 @@ import openai
 from django.conf import settings
 from django.utils import timezone
 
+from chat import secrets
 from chat.models import OfferedModel, Provider, SiteSettings
-from chat.provider import secrets
 
 logger = logging.getLogger("chat.provider")
 

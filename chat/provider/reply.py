@@ -26,7 +26,7 @@ from django.conf import settings
 from chat.provider import stream
 from chat.provider.catalog import ModelChoice
 from chat.provider.client import describe_error, error_detail, get_client
-from chat.provider.secrets import scrub
+from chat.secrets import scrub
 from chat.storable import LARGEST_COUNT, storable
 
 # ToolCall.name's length: no tool has a longer name.

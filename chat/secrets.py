@@ -1,11 +1,12 @@
-"""Provider keys at rest: encrypted with Fernet (the `cryptography` library), so a
-copy of the database (a backup, a dump shared to debug) holds no usable key.
+"""Secrets at rest (providers' keys, MCP servers' headers and environments):
+encrypted with Fernet (the `cryptography` library), so a copy of the database (a
+backup, a dump shared to debug) holds no usable secret.
 
 The encryption keys come from CHAT_ENCRYPTION_KEYS (comma-separated Fernet keys:
 the first encrypts, every one decrypts, so a key can be rotated in); without it,
 from a key derived from SECRET_KEY with HKDF, so a fresh machine needs no setup.
-Changing SECRET_KEY without CHAT_ENCRYPTION_KEYS makes stored keys unreadable:
-staff then enter them again (the admin says so).
+Changing SECRET_KEY without CHAT_ENCRYPTION_KEYS makes stored secrets
+unreadable: staff then enter them again (the admin says so).
 """
 
 import base64
@@ -17,22 +18,22 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 
 # Names what the derived key is for: another use of SECRET_KEY derives another key.
-HKDF_INFO = b"chat provider keys"
+HKDF_INFO = b"chat provider keys"  # the name under which the first stored keys were derived
 
 
 class KeyUnreadable(Exception):
-    """A stored key that the current encryption keys do not decrypt."""
+    """A stored secret that the current encryption keys do not decrypt."""
 
 
-def encrypt(api_key: str) -> str:
-    return _fernet(settings.CHAT_ENCRYPTION_KEYS, settings.SECRET_KEY).encrypt(api_key.encode()).decode()
+def encrypt(secret: str) -> str:
+    return _fernet(settings.CHAT_ENCRYPTION_KEYS, settings.SECRET_KEY).encrypt(secret.encode()).decode()
 
 
 def decrypt(token: str) -> str:
     try:
         return _fernet(settings.CHAT_ENCRYPTION_KEYS, settings.SECRET_KEY).decrypt(token.encode()).decode()
     except InvalidToken:
-        raise KeyUnreadable("The stored key cannot be decrypted with the current encryption keys.") from None
+        raise KeyUnreadable("The stored secret cannot be decrypted with the current encryption keys.") from None
 
 
 def last_four(api_key: str) -> str:
