@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 
-from chat import stream, views
+from chat import listing, stream, views
 
 
 class IdConverter:
@@ -43,6 +43,8 @@ conversation_urls = [
     path("send/", views.send, name="chat-send"),
     path("rename/", views.rename, name="chat-rename"),
     path("delete/", views.delete, name="chat-delete"),
+    path("pin/", listing.pin, name="chat-pin"),
+    path("archive/", listing.archive, name="chat-archive"),
     path("m/<id:message_id>/", include(message_urls)),
 ]
 
@@ -56,6 +58,9 @@ account_urls = [
 urlpatterns = [
     path("", views.home, name="chat-home"),
     path("c/new/", views.new_conversation, name="chat-new"),
+    path("conversations/", listing.conversation_list, name="chat-list"),
+    path("archived/", listing.archived, name="chat-archived"),
+    path("search/", listing.search, name="chat-search"),
     path("c/<id:conversation_id>/", include(conversation_urls)),
     path("accounts/", include(account_urls)),
     path("admin/", admin.site.urls),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pytest
 from django.test import AsyncClient, Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from chat.models import Conversation, Feedback, Message, Status
 from tests.conftest import finished
@@ -36,13 +37,25 @@ VIEWS = {
     "chat-feedback": "POST",
     "chat-edit": "POST",
     "chat-switch": "POST",
+    "chat-list": "GET",
+    "chat-archived": "GET",
+    "chat-search": "GET",
+    "chat-pin": "POST",
+    "chat-archive": "POST",
 }
 # Django's own views, tested by Django.
 SKIPPED_PREFIXES = ("admin/", "accounts/")
 # How each URL parameter is filled with one of alice's objects.
 PARAMETERS = {"conversation_id", "message_id"}
 # A form that would change something if a view let it through.
-FORM = {"prompt": "Hello", "title": "Renamed by someone else", "rating": "1", "comment": "bob was here"}
+FORM = {
+    "prompt": "Hello",
+    "title": "Renamed by someone else",
+    "rating": "1",
+    "comment": "bob was here",
+    "pinned": "1",
+    "archived": "1",
+}
 
 
 @dataclass(frozen=True)
@@ -163,6 +176,7 @@ def _assert_untouched(conversation: Conversation, answer: Message) -> None:
         ("assistant", "Alice's secret answer", "stopped"),
     ]
     assert conversation.active_leaf_id is None
+    assert conversation.pinned_at is None and conversation.archived_at is None
     assert not Feedback.objects.exists()
 
 
@@ -285,10 +299,27 @@ async def test_a_nul_character_in_a_form_is_stored_replaced_not_a_500(route, ids
 
 @pytest.mark.django_db
 def test_another_user_does_not_see_alices_conversations_on_his_pages(conversation, answer, bob_client):
-    response = bob_client.get(reverse("chat-home"))
-    assert response.status_code == 200
-    assert b"Alice" not in response.content
-    assert f"/c/{conversation.pk}/".encode() not in response.content
+    # Alice's chat in every list: pinned, archived, and a page beyond the first.
+    pinned = Conversation.objects.create(owner=conversation.owner, title="Alice's pinned", pinned_at=timezone.now())
+    archived = Conversation.objects.create(
+        owner=conversation.owner, title="Alice's archived", archived_at=timezone.now()
+    )
+    after = f"{timezone.now().isoformat()}~{2**62}"
+    pages = [
+        (reverse("chat-home"), {}),
+        (reverse("chat-archived"), {}),
+        (reverse("chat-list"), {"after": after}),
+        (reverse("chat-list"), {"after": after, "archived": "1"}),
+        *((reverse("chat-search"), {"q": q}) for q in ("Alice", "secret", "answer", "pinned", "archived", "chat")),
+    ]
+    # (The query itself is shown back, so what is looked for is what only Alice's rows hold.)
+    hers = [b"Alice&#x27;s", b"secret question", b"secret answer"]
+    hers += [f"/c/{c.pk}/".encode() for c in (conversation, pinned, archived)]
+    for url, query in pages:
+        for headers in ({}, {"HX-Request": "true"}):
+            response = bob_client.get(url, query, headers=headers)
+            assert response.status_code == 200, url
+            assert not [text for text in hers if text in response.content], (url, query)
 
 
 @pytest.mark.django_db

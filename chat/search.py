@@ -1,0 +1,244 @@
+"""Full-text search of a user's conversations: their titles and the text of every
+message, every branch included, with the database's own index.
+
+PostgreSQL: GIN indexes on `to_tsvector('simple', …)` of the title and the
+message text, queried through django.contrib.postgres.search with the same
+expression, so the planner uses them. SQLite: FTS5 tables over the same columns,
+kept current by triggers. Both follow whatever writes the row, the ORM or the
+answer recorder's raw UPDATE while an answer streams, so an answer is found by
+the words it has so far.
+
+One query language on both: words (all of them must be there), "quoted phrases",
+and the last word as a prefix while it is being typed. A query is reduced to
+letters and digits before it reaches either engine, so no input is query syntax.
+Neither engine stems words ('simple' configuration, FTS5's unicode61 tokenizer
+keeping diacritics): "plans" does not find "plan", the same on both.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import QuerySet
+from django.db.models.expressions import RawSQL
+from django.urls import reverse
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+from chat.models import Conversation, Message
+
+MAX_TERMS = 8
+MAX_WORD = 64
+SNIPPET = 160
+CONFIG = "simple"
+
+# What both engines take for a word: runs of letters and digits (an underscore,
+# punctuation and spaces part them).
+_WORD = re.compile(r"[^\W_]+")
+_QUOTED_OR_BARE = re.compile(r'"([^"]*)"?|(\S+)')
+
+# The index: (table, column) of each searched text.
+INDEXED = [("chat_conversation", "title"), ("chat_message", "content")]
+
+
+@dataclass(frozen=True)
+class Term:
+    """Words that must stand together, in order (one word, or a phrase); the last
+    one may be the start of a word."""
+
+    words: tuple[str, ...]
+    prefix: bool = False
+
+
+def parse(query: str) -> list[Term]:
+    """`query` as terms: quoted phrases, and bare words (a bare word with
+    punctuation inside, like gpt-4o, is the phrase of its parts). The last term is
+    a prefix while it is being typed: no space or closing quote after it."""
+    terms = []
+    for match in _QUOTED_OR_BARE.finditer(query):
+        words = tuple(w.lower()[:MAX_WORD] for w in _WORD.findall(match.group(1) or match.group(2) or ""))
+        if words:
+            terms.append(Term(words))
+    terms = terms[:MAX_TERMS]
+    typing = query and not query[-1].isspace() and not query.rstrip().endswith('"')
+    if terms and typing and _QUOTED_OR_BARE.findall(query)[-1][1]:
+        terms[-1] = Term(terms[-1].words, prefix=True)
+    return terms
+
+
+def _tsquery(terms: list[Term]) -> str:
+    """PostgreSQL's to_tsquery syntax; the words hold only letters and digits."""
+    parts = []
+    for term in terms:
+        words = [f"'{w}'" for w in term.words]
+        if term.prefix:
+            words[-1] += ":*"
+        parts.append("(" + " <-> ".join(words) + ")")
+    return " & ".join(parts)
+
+
+def _fts5_query(terms: list[Term]) -> str:
+    """FTS5's syntax: each term a quoted phrase, all of them required."""
+    return " ".join('"' + " ".join(t.words) + '"' + ("*" if t.prefix else "") for t in terms)
+
+
+def _fts5_table(table: str) -> str:
+    return f"{table}_fts"
+
+
+def matching(queryset: QuerySet, column: str, terms: list[Term]) -> QuerySet:
+    if connection.vendor == "postgresql":
+        from django.contrib.postgres.search import SearchQuery, SearchVector
+
+        vector = SearchVector(column, config=CONFIG)
+        return queryset.annotate(search_vector=vector).filter(
+            search_vector=SearchQuery(_tsquery(terms), search_type="raw", config=CONFIG)
+        )
+    fts = connection.ops.quote_name(_fts5_table(queryset.model._meta.db_table))
+    return queryset.filter(pk__in=RawSQL(f"SELECT rowid FROM {fts} WHERE {fts} MATCH %s", [_fts5_query(terms)]))
+
+
+def matching_messages(user_id: int, terms: list[Term]) -> QuerySet[Message]:
+    """The user's messages that hold every term, any branch, newest first."""
+    mine = Message.objects.filter(conversation__owner_id=user_id)
+    return matching(mine, "content", terms).order_by("-created_at", "-id")
+
+
+def matching_conversations(user_id: int, terms: list[Term]) -> QuerySet[Conversation]:
+    mine = Conversation.objects.filter(owner_id=user_id)
+    return matching(mine, "title", terms).order_by("-updated_at", "-id")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A result: a conversation whose title matches (no message), or a message."""
+
+    conversation_id: int
+    title: str
+    date: datetime
+    archived: bool
+    # Escaped text with the matches marked: the title's, or the message's.
+    snippet: SafeString
+    message_id: int | None = None
+    role: str = ""
+
+    @property
+    def link(self) -> str:
+        url = reverse("chat-conversation", args=[self.conversation_id])
+        # Opens the branch that holds the message (chat.views.conversation).
+        return url if self.message_id is None else f"{url}?at={self.message_id}#msg-{self.message_id}"
+
+
+def search(
+    user_id: int, query: str, *, limit: int = 20, titles: int = 5, exclude_conversation: int | None = None
+) -> list[Hit]:
+    """Conversations whose title matches (the newest `titles` of them), then the
+    messages that match, newest first: `limit` in all."""
+    terms = parse(query)
+    if not terms:
+        return []
+    hits: list[Hit] = []
+    conversations = matching_conversations(user_id, terms).only("title", "updated_at", "archived_at")
+    messages = matching_messages(user_id, terms).select_related("conversation")
+    messages = messages.only("role", "content", "created_at", "conversation__title", "conversation__archived_at")
+    if exclude_conversation is not None:
+        conversations = conversations.exclude(pk=exclude_conversation)
+        messages = messages.exclude(conversation_id=exclude_conversation)
+    for c in conversations[: min(titles, limit)]:
+        hits.append(Hit(c.pk, c.title, c.updated_at, c.archived_at is not None, highlight(c.title, terms)))
+    for m in messages[: limit - len(hits)]:
+        c = m.conversation
+        hits.append(
+            Hit(c.pk, c.title, m.created_at, c.archived_at is not None, snippet(m.content, terms), m.pk, m.role)
+        )
+    return hits
+
+
+def _pattern(terms: list[Term]) -> re.Pattern:
+    """Where the terms are in a text, as the engines match them: whole words
+    (the last one's start, for a prefix), a phrase's words with anything but
+    letters and digits between them."""
+    alternatives = []
+    for term in terms:
+        body = r"[\W_]+".join(re.escape(w) for w in term.words)
+        alternatives.append(r"(?<![^\W_])" + body + (r"[^\W_]*" if term.prefix else r"(?![^\W_])"))
+    return re.compile("|".join(alternatives), re.IGNORECASE)
+
+
+def highlight(text: str, terms: list[Term]) -> SafeString:
+    """`text` escaped, its matches in <mark>."""
+    pattern = _pattern(terms)
+    out, at = [], 0
+    for match in pattern.finditer(text):
+        out.append(escape(text[at : match.start()]))
+        out.append(f"<mark>{escape(match.group())}</mark>")
+        at = match.end()
+    out.append(escape(text[at:]))
+    return mark_safe("".join(out))
+
+
+def snippet(text: str, terms: list[Term]) -> SafeString:
+    """About SNIPPET characters of `text` around its first match, on one line."""
+    match = _pattern(terms).search(text)
+    start = max((match.start() if match else 0) - SNIPPET // 3, 0)
+    if start:
+        space = text.find(" ", start, start + 20)
+        start = space + 1 if space >= 0 else start
+    end = start + SNIPPET
+    window = " ".join(text[start:end].split())
+    return mark_safe(("…" if start else "") + highlight(window, terms) + ("…" if end < len(text) else ""))
+
+
+# The index, created by migration 0010 (and again after a later migration that
+# rebuilt a table: SQLite drops a table's triggers with it).
+
+
+def _fts5_statements(table: str, column: str) -> list[str]:
+    fts = _fts5_table(table)
+    remove = f"INSERT INTO {fts}({fts}, rowid, {column}) VALUES ('delete', old.id, old.{column});"
+    add = f"INSERT INTO {fts}(rowid, {column}) VALUES (new.id, new.{column});"
+    return [
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5({column}, content='{table}', content_rowid='id', "
+        f"tokenize='unicode61 remove_diacritics 0')",
+        f"CREATE TRIGGER IF NOT EXISTS {fts}_insert AFTER INSERT ON {table} BEGIN {add} END",
+        f"CREATE TRIGGER IF NOT EXISTS {fts}_delete AFTER DELETE ON {table} BEGIN {remove} END",
+        f"CREATE TRIGGER IF NOT EXISTS {fts}_update AFTER UPDATE OF {column} ON {table} BEGIN {remove} {add} END",
+    ]
+
+
+def _trigger_names() -> set[str]:
+    return {f"{_fts5_table(t)}_{event}" for t, _ in INDEXED for event in ("insert", "delete", "update")}
+
+
+def install_index(schema_editor) -> None:
+    """Create the index if it is missing, and fill it from the rows there are."""
+    vendor = schema_editor.connection.vendor
+    if vendor == "postgresql":
+        for table, column in INDEXED:
+            schema_editor.execute(
+                f"CREATE INDEX IF NOT EXISTS {table}_{column}_search ON {table} "
+                f"USING gin (to_tsvector('{CONFIG}'::regconfig, COALESCE({column}, '')))"
+            )
+    elif vendor == "sqlite":
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            missing = _trigger_names() - {name for (name,) in cursor.fetchall()}
+            if not missing:
+                return
+            for table, column in INDEXED:
+                for statement in _fts5_statements(table, column):
+                    cursor.execute(statement)
+                # Rows written while a trigger was missing are indexed again.
+                cursor.execute(f"INSERT INTO {_fts5_table(table)}({_fts5_table(table)}) VALUES ('rebuild')")
+
+
+def remove_index(schema_editor) -> None:
+    vendor = schema_editor.connection.vendor
+    for table, column in INDEXED:
+        if vendor == "postgresql":
+            schema_editor.execute(f"DROP INDEX IF EXISTS {table}_{column}_search")
+        elif vendor == "sqlite":
+            for event in ("insert", "delete", "update"):
+                schema_editor.execute(f"DROP TRIGGER IF EXISTS {_fts5_table(table)}_{event}")
+            schema_editor.execute(f"DROP TABLE IF EXISTS {_fts5_table(table)}")
