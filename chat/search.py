@@ -100,9 +100,41 @@ def matching(queryset: QuerySet, column: str, terms: list[Term]) -> QuerySet:
 
 
 def matching_messages(user_id: int, terms: list[Term]) -> QuerySet[Message]:
-    """The user's messages that hold every term, any branch, newest first."""
-    mine = Message.objects.filter(conversation__owner_id=user_id)
-    return matching(mine, "content", terms).order_by("-created_at", "-id")
+    """The user's messages that hold every term, any branch."""
+    return matching(Message.objects.filter(conversation__owner_id=user_id), "content", terms)
+
+
+def latest_matching_messages(
+    user_id: int, terms: list[Term], limit: int, exclude_conversation: int | None = None
+) -> list[Message]:
+    """The `limit` last stored of the user's messages that hold every term.
+
+    Last stored, not last dated: ids follow the index's own order, so a word
+    in most messages is answered from the first few of them instead of sorting
+    them all (an imported conversation's messages count as stored when imported)."""
+    if connection.vendor == "postgresql":
+        mine = matching_messages(user_id, terms)
+        if exclude_conversation is not None:
+            mine = mine.exclude(conversation_id=exclude_conversation)
+        ids = list(mine.order_by("-pk").values_list("pk", flat=True)[:limit])
+    else:
+        # The FTS5 table walked backwards by rowid (the message's id), each match
+        # kept if it is the user's, until there are enough.
+        q = connection.ops.quote_name
+        fts = q(_fts5_table(Message._meta.db_table))
+        sql = (
+            f"SELECT f.rowid FROM {fts} f JOIN {q(Message._meta.db_table)} m ON m.id = f.rowid "
+            f"JOIN {q(Conversation._meta.db_table)} c ON c.id = m.conversation_id "
+            f"WHERE f.{fts} MATCH %s AND c.owner_id = %s AND c.id != %s ORDER BY f.rowid DESC LIMIT %s"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [_fts5_query(terms), user_id, exclude_conversation or 0, limit])
+            ids = [pk for (pk,) in cursor.fetchall()]
+    if not ids:
+        return []
+    rows = Message.objects.filter(pk__in=ids).select_related("conversation")
+    rows = rows.only("role", "content", "created_at", "conversation__title", "conversation__archived_at")
+    return sorted(rows, key=lambda m: m.pk, reverse=True)
 
 
 def matching_conversations(user_id: int, terms: list[Term]) -> QuerySet[Conversation]:
@@ -134,20 +166,17 @@ def search(
     user_id: int, query: str, *, limit: int = 20, titles: int = 5, exclude_conversation: int | None = None
 ) -> list[Hit]:
     """Conversations whose title matches (the newest `titles` of them), then the
-    messages that match, newest first: `limit` in all."""
+    messages that match, the last stored first: `limit` in all."""
     terms = parse(query)
     if not terms:
         return []
     hits: list[Hit] = []
     conversations = matching_conversations(user_id, terms).only("title", "updated_at", "archived_at")
-    messages = matching_messages(user_id, terms).select_related("conversation")
-    messages = messages.only("role", "content", "created_at", "conversation__title", "conversation__archived_at")
     if exclude_conversation is not None:
         conversations = conversations.exclude(pk=exclude_conversation)
-        messages = messages.exclude(conversation_id=exclude_conversation)
     for c in conversations[: min(titles, limit)]:
         hits.append(Hit(c.pk, c.title, c.updated_at, c.archived_at is not None, highlight(c.title, terms)))
-    for m in messages[: limit - len(hits)]:
+    for m in latest_matching_messages(user_id, terms, limit - len(hits), exclude_conversation):
         c = m.conversation
         hits.append(
             Hit(c.pk, c.title, m.created_at, c.archived_at is not None, snippet(m.content, terms), m.pk, m.role)

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 
-from chat import listing, stream, views
+from chat import data_views, listing, stream, views
 
 
 class IdConverter:
@@ -61,6 +61,9 @@ urlpatterns = [
     path("conversations/", listing.conversation_list, name="chat-list"),
     path("archived/", listing.archived, name="chat-archived"),
     path("search/", listing.search, name="chat-search"),
+    path("data/", data_views.data, name="chat-data"),
+    path("data/export/", data_views.export, name="chat-export"),
+    path("data/import/", data_views.import_file, name="chat-import"),
     path("c/<id:conversation_id>/", include(conversation_urls)),
     path("accounts/", include(account_urls)),
     path("admin/", admin.site.urls),

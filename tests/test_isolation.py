@@ -42,6 +42,9 @@ VIEWS = {
     "chat-search": "GET",
     "chat-pin": "POST",
     "chat-archive": "POST",
+    "chat-data": "GET",
+    "chat-export": "GET",
+    "chat-import": "POST",
 }
 # Django's own views, tested by Django.
 SKIPPED_PREFIXES = ("admin/", "accounts/")
@@ -308,6 +311,7 @@ def test_another_user_does_not_see_alices_conversations_on_his_pages(conversatio
     pages = [
         (reverse("chat-home"), {}),
         (reverse("chat-archived"), {}),
+        (reverse("chat-export"), {}),
         (reverse("chat-list"), {"after": after}),
         (reverse("chat-list"), {"after": after, "archived": "1"}),
         *((reverse("chat-search"), {"q": q}) for q in ("Alice", "secret", "answer", "pinned", "archived", "chat")),
