@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url, replace_url, reswap, retarget
 
-from chat import answers, listing, tree
+from chat import answers, listing, sharing, tree
 from chat.eventlog import get_event_log
 from chat.generation.liveness import interrupt_if_stale
 from chat.models import Conversation, Feedback, Message, Status
@@ -67,7 +67,12 @@ def _page(request: HttpRequest, current: Conversation | None, at: int | None = N
     return render(
         request,
         "chat/page.html",
-        {**listing.sidebar_context(request.user), "current": current, "messages": messages},
+        {
+            **listing.sidebar_context(request.user),
+            **sharing.panel_context(current),
+            "current": current,
+            "messages": messages,
+        },
     )
 
 

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 
-from chat import data_views, listing, stream, views
+from chat import data_views, listing, sharing, stream, views
 
 
 class IdConverter:
@@ -45,6 +45,8 @@ conversation_urls = [
     path("delete/", views.delete, name="chat-delete"),
     path("pin/", listing.pin, name="chat-pin"),
     path("archive/", listing.archive, name="chat-archive"),
+    path("share/", sharing.share, name="chat-share"),
+    path("share/revoke/", sharing.revoke, name="chat-share-revoke"),
     path("m/<id:message_id>/", include(message_urls)),
 ]
 
@@ -61,6 +63,8 @@ urlpatterns = [
     path("conversations/", listing.conversation_list, name="chat-list"),
     path("archived/", listing.archived, name="chat-archived"),
     path("search/", listing.search, name="chat-search"),
+    # A shared branch, read-only: the token is the only key.
+    path("s/<slug:token>/", sharing.shared, name="chat-shared"),
     path("data/", data_views.data, name="chat-data"),
     path("data/export/", data_views.export, name="chat-export"),
     path("data/import/", data_views.import_file, name="chat-import"),

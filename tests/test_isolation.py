@@ -18,7 +18,7 @@ from django.test import AsyncClient, Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from chat.models import Conversation, Feedback, Message, Status
+from chat.models import Conversation, Feedback, Message, Share, Status
 from tests.conftest import finished
 from tests.openai_stub import Stream
 
@@ -45,11 +45,17 @@ VIEWS = {
     "chat-data": "GET",
     "chat-export": "GET",
     "chat-import": "POST",
+    "chat-share": "POST",
+    "chat-share-revoke": "POST",
+    "chat-shared": "GET",
 }
 # Django's own views, tested by Django.
 SKIPPED_PREFIXES = ("admin/", "accounts/")
 # How each URL parameter is filled with one of alice's objects.
-PARAMETERS = {"conversation_id", "message_id"}
+PARAMETERS = {"conversation_id", "message_id", "token"}
+# A share link's token is its only key: anyone logged in who has it may open the
+# page (tests/test_sharing.py), so it is no id that another user must get a 404 for.
+TOKENS = {"token"}
 # A form that would change something if a view let it through.
 FORM = {
     "prompt": "Hello",
@@ -58,6 +64,8 @@ FORM = {
     "comment": "bob was here",
     "pinned": "1",
     "archived": "1",
+    "mode": "snapshot",
+    "share": "1",
 }
 
 
@@ -100,7 +108,7 @@ def _walk(patterns, prefix: str = ""):
 
 ROUTES = list(_walk(get_resolver().url_patterns))
 KNOWN = [r for r in ROUTES if r.name in VIEWS]
-WITH_IDS = [r for r in KNOWN if r.parameters]
+WITH_IDS = [r for r in KNOWN if r.parameters and not set(r.parameters) & TOKENS]
 POSTS = [r for r in KNOWN if r.method == "POST"]
 
 
@@ -130,7 +138,8 @@ def test_accounts_offer_only_logging_in_and_out(client):
 def test_every_url_parameter_can_be_filled():
     for route in ROUTES:
         # `id`, not `int`: a number beyond the id columns must be a 404 (see below).
-        assert re.findall(r"<(\w+):", route.pattern) == ["id"] * len(route.parameters), route
+        converters = ["slug" if p in TOKENS else "id" for p in route.parameters]
+        assert re.findall(r"<(\w+):", route.pattern) == converters, route
         assert set(route.parameters) <= PARAMETERS, (
             f"{route.name} ({route.pattern}) takes {route.parameters}; teach {__name__} how to fill them."
         )
@@ -159,8 +168,9 @@ def answer(conversation) -> Message:
 
 
 @pytest.fixture
-def ids(conversation, answer) -> dict[str, int]:
-    return {"conversation_id": conversation.pk, "message_id": answer.pk}
+def ids(conversation, answer) -> dict[str, int | str]:
+    share = Share.objects.create(conversation=conversation, token="alices-token", leaf=answer)
+    return {"conversation_id": conversation.pk, "message_id": answer.pk, "token": share.token}
 
 
 @pytest.fixture
@@ -180,6 +190,7 @@ def _assert_untouched(conversation: Conversation, answer: Message) -> None:
     ]
     assert conversation.active_leaf_id is None
     assert conversation.pinned_at is None and conversation.archived_at is None
+    assert conversation.shares.count() <= 1 and not conversation.shares.filter(revoked_at__isnull=False).exists()
     assert not Feedback.objects.exists()
 
 
