@@ -180,3 +180,24 @@ def test_the_search_view_answers_a_fragment_as_one_types(alice_client, chats):
     # Without htmx: a page of its own.
     page = alice_client.get(url, {"q": "tram"})
     assert page.status_code == 200 and b"<html" in page.content and b"<mark>tram</mark>" in page.content
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "sqlite", reason="SQLite drops a rebuilt table's triggers; PostgreSQL keeps its indexes"
+)
+def test_a_migration_that_rebuilds_the_messages_table_leaves_the_index_working(alice, conversation):
+    """SQLite alters a table by copying it into a new one, which drops the old
+    one's triggers: after `migrate`, they are put back and the rows written
+    without them are indexed."""
+    from chat.apps import _search_index_in_place
+
+    with connection.cursor() as cursor:
+        for event in ("insert", "delete", "update"):
+            cursor.execute(f"DROP TRIGGER chat_message_fts_{event}")
+    Message.objects.create(conversation=conversation, role="user", content="written while unindexed")
+    assert search(alice.pk, "unindexed") == []
+    _search_index_in_place("default")
+    assert [h.conversation_id for h in search(alice.pk, "unindexed")] == [conversation.pk]
+    Message.objects.create(conversation=conversation, role="user", content="written after")
+    assert len(search(alice.pk, "after")) == 1
