@@ -123,8 +123,8 @@ def main() -> None:
         _seed(args.conversations, args.messages, rng, vocabulary)
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute("VACUUM ANALYZE chat_message")
-                cursor.execute("VACUUM ANALYZE chat_conversation")
+                for table in ("chat_message", "chat_conversation", "chat_message_search"):
+                    cursor.execute(f"VACUUM ANALYZE {table}")
         else:
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE")

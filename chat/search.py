@@ -1,12 +1,15 @@
 """Full-text search of a user's conversations: their titles and the text of every
 message, every branch included, with the database's own index.
 
-PostgreSQL: GIN indexes on `to_tsvector('simple', …)` of the title and the
-message text, queried through django.contrib.postgres.search with the same
-expression, so the planner uses them. SQLite: FTS5 tables over the same columns,
-kept current by triggers. Both follow whatever writes the row, the ORM or the
-answer recorder's raw UPDATE while an answer streams, so an answer is found by
-the words it has so far.
+SQLite: FTS5 tables over the title and the message text, kept current by
+triggers. PostgreSQL: a GIN index on `to_tsvector('simple', title)`, queried
+through django.contrib.postgres.search with the same expression; and for the
+messages a table of their `tsvector`s with their owner, kept current by triggers,
+indexed by words (GIN) and by owner and id (btree): a word in most messages is
+answered from the user's newest few, whatever other users wrote since, and a
+phrase is checked against the stored vector, not the text parsed again. Both
+follow whatever writes the row, the ORM or the answer recorder's raw UPDATE while
+an answer streams, so an answer is found by the words it has so far.
 
 One query language on both: words (all of them must be there), "quoted phrases",
 and the last word as a prefix while it is being typed. A query is reduced to
@@ -40,6 +43,8 @@ _QUOTED_OR_BARE = re.compile(r'"([^"]*)"?|(\S+)')
 
 # The index: (table, column) of each searched text.
 INDEXED = [("chat_conversation", "title"), ("chat_message", "content")]
+# PostgreSQL's table of the messages' words.
+MESSAGE_WORDS = "chat_message_search"
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,12 @@ def matching(queryset: QuerySet, column: str, terms: list[Term]) -> QuerySet:
 
 def matching_messages(user_id: int, terms: list[Term]) -> QuerySet[Message]:
     """The user's messages that hold every term, any branch."""
+    if connection.vendor == "postgresql":
+        words = RawSQL(
+            f"SELECT message_id FROM {MESSAGE_WORDS} WHERE owner_id = %s AND vector @@ to_tsquery(%s, %s)",
+            [user_id, CONFIG, _tsquery(terms)],
+        )
+        return Message.objects.filter(pk__in=words)
     return matching(Message.objects.filter(conversation__owner_id=user_id), "content", terms)
 
 
@@ -113,10 +124,13 @@ def latest_matching_messages(
     in most messages is answered from the first few of them instead of sorting
     them all (an imported conversation's messages count as stored when imported)."""
     if connection.vendor == "postgresql":
-        mine = matching_messages(user_id, terms)
-        if exclude_conversation is not None:
-            mine = mine.exclude(conversation_id=exclude_conversation)
-        ids = list(mine.order_by("-pk").values_list("pk", flat=True)[:limit])
+        # The user's rows newest first (the key) or the words' (GIN), whichever
+        # the planner finds fewer.
+        sql = (
+            f"SELECT message_id FROM {MESSAGE_WORDS} WHERE owner_id = %s AND vector @@ to_tsquery(%s, %s) "
+            f"AND conversation_id <> %s ORDER BY message_id DESC LIMIT %s"
+        )
+        params = [user_id, CONFIG, _tsquery(terms), exclude_conversation or 0, limit]
     else:
         # The FTS5 table walked backwards by rowid (the message's id), each match
         # kept if it is the user's, until there are enough.
@@ -125,11 +139,12 @@ def latest_matching_messages(
         sql = (
             f"SELECT f.rowid FROM {fts} f JOIN {q(Message._meta.db_table)} m ON m.id = f.rowid "
             f"JOIN {q(Conversation._meta.db_table)} c ON c.id = m.conversation_id "
-            f"WHERE f.{fts} MATCH %s AND c.owner_id = %s AND c.id != %s ORDER BY f.rowid DESC LIMIT %s"
+            f"WHERE f.{fts} MATCH %s AND c.owner_id = %s AND c.id <> %s ORDER BY f.rowid DESC LIMIT %s"
         )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [_fts5_query(terms), user_id, exclude_conversation or 0, limit])
-            ids = [pk for (pk,) in cursor.fetchall()]
+        params = [_fts5_query(terms), user_id, exclude_conversation or 0, limit]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = [pk for (pk,) in cursor.fetchall()]
     if not ids:
         return []
     rows = Message.objects.filter(pk__in=ids).select_related("conversation")
@@ -240,15 +255,64 @@ def _trigger_names() -> set[str]:
     return {f"{_fts5_table(t)}_{event}" for t, _ in INDEXED for event in ("insert", "delete", "update")}
 
 
+_VECTOR = f"to_tsvector('{CONFIG}'::regconfig, COALESCE(%s, ''))"
+
+_POSTGRESQL = [
+    # Conversations: few per user; the title's own expression index.
+    f"CREATE INDEX IF NOT EXISTS chat_conversation_title_search ON chat_conversation USING gin ({_VECTOR % 'title'})",
+    # Messages: their words with their owner (no foreign keys: a TRUNCATE of the
+    # messages, as a test run's flush does, empties it through its trigger). The
+    # key leads with the owner: the one ordered index, so a user's newest matches
+    # are read from the user's own rows, never past other users' newer ones.
+    f"""CREATE TABLE IF NOT EXISTS {MESSAGE_WORDS} (
+        owner_id bigint NOT NULL, message_id bigint NOT NULL, conversation_id bigint NOT NULL,
+        vector tsvector NOT NULL, PRIMARY KEY (owner_id, message_id))""",
+    f"CREATE INDEX IF NOT EXISTS {MESSAGE_WORDS}_vector ON {MESSAGE_WORDS} USING gin (vector)",
+    f"""CREATE OR REPLACE FUNCTION {MESSAGE_WORDS}_write() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'DELETE' THEN
+            DELETE FROM {MESSAGE_WORDS} WHERE message_id = OLD.id
+                AND owner_id = (SELECT owner_id FROM chat_conversation WHERE id = OLD.conversation_id);
+        ELSE
+            INSERT INTO {MESSAGE_WORDS} (owner_id, message_id, conversation_id, vector)
+                SELECT c.owner_id, NEW.id, NEW.conversation_id, {_VECTOR % "NEW.content"}
+                FROM chat_conversation c WHERE c.id = NEW.conversation_id
+            ON CONFLICT (owner_id, message_id) DO UPDATE SET vector = EXCLUDED.vector;
+        END IF;
+        RETURN NULL;
+    END $$""",
+    f"""CREATE OR REPLACE FUNCTION {MESSAGE_WORDS}_empty() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM {MESSAGE_WORDS};
+        RETURN NULL;
+    END $$""",
+    f"DROP TRIGGER IF EXISTS {MESSAGE_WORDS}_write ON chat_message",
+    f"""CREATE TRIGGER {MESSAGE_WORDS}_write AFTER INSERT OR UPDATE OF content OR DELETE ON chat_message
+        FOR EACH ROW EXECUTE FUNCTION {MESSAGE_WORDS}_write()""",
+    f"DROP TRIGGER IF EXISTS {MESSAGE_WORDS}_empty ON chat_message",
+    f"""CREATE TRIGGER {MESSAGE_WORDS}_empty AFTER TRUNCATE ON chat_message
+        FOR EACH STATEMENT EXECUTE FUNCTION {MESSAGE_WORDS}_empty()""",
+    # The rows there are.
+    f"""INSERT INTO {MESSAGE_WORDS} (owner_id, message_id, conversation_id, vector)
+        SELECT c.owner_id, m.id, m.conversation_id, {_VECTOR % "m.content"}
+        FROM chat_message m JOIN chat_conversation c ON c.id = m.conversation_id
+        ON CONFLICT (owner_id, message_id) DO NOTHING""",
+]
+
+
 def install_index(schema_editor) -> None:
     """Create the index if it is missing, and fill it from the rows there are."""
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
-        for table, column in INDEXED:
-            schema_editor.execute(
-                f"CREATE INDEX IF NOT EXISTS {table}_{column}_search ON {table} "
-                f"USING gin (to_tsvector('{CONFIG}'::regconfig, COALESCE({column}, '')))"
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_trigger WHERE tgname IN (%s, %s)",
+                [f"{MESSAGE_WORDS}_write", f"{MESSAGE_WORDS}_empty"],
             )
+            if cursor.fetchone()[0] == 2:
+                return
+            for statement in _POSTGRESQL:
+                cursor.execute(statement)
     elif vendor == "sqlite":
         with schema_editor.connection.cursor() as cursor:
             cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
@@ -264,10 +328,14 @@ def install_index(schema_editor) -> None:
 
 def remove_index(schema_editor) -> None:
     vendor = schema_editor.connection.vendor
-    for table, column in INDEXED:
-        if vendor == "postgresql":
-            schema_editor.execute(f"DROP INDEX IF EXISTS {table}_{column}_search")
-        elif vendor == "sqlite":
+    if vendor == "postgresql":
+        schema_editor.execute("DROP INDEX IF EXISTS chat_conversation_title_search")
+        for name in ("write", "empty"):
+            schema_editor.execute(f"DROP TRIGGER IF EXISTS {MESSAGE_WORDS}_{name} ON chat_message")
+            schema_editor.execute(f"DROP FUNCTION IF EXISTS {MESSAGE_WORDS}_{name}()")
+        schema_editor.execute(f"DROP TABLE IF EXISTS {MESSAGE_WORDS}")
+    for table, _column in INDEXED:
+        if vendor == "sqlite":
             for event in ("insert", "delete", "update"):
                 schema_editor.execute(f"DROP TRIGGER IF EXISTS {_fts5_table(table)}_{event}")
             schema_editor.execute(f"DROP TABLE IF EXISTS {_fts5_table(table)}")
