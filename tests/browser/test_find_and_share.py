@@ -27,7 +27,8 @@ print(c.pk, hidden.pk)
 
 
 def _seed(chat, tag: str) -> tuple[int, int]:
-    conversation_id, message_id = chat.live.manage("shell", "-c", SEED.format(tag=tag)).split()
+    output = chat.live.manage("shell", "-c", SEED.format(tag=tag))
+    conversation_id, message_id = output.strip().splitlines()[-1].split()
     return int(conversation_id), int(message_id)
 
 
