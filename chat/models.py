@@ -39,7 +39,7 @@ class Conversation(Reviewable):
     # leave it for the "Archived" view. Search finds both.
     pinned_at = models.DateTimeField(null=True, blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)
-    # Where an imported conversation came from (chat/importing.py): importing the
+    # Where an imported conversation came from (chat/portability.py): importing the
     # same file again finds it here and adds nothing.
     import_key = models.CharField(max_length=200, blank=True, editable=False)
 
@@ -250,9 +250,10 @@ class Feedback(models.Model):
 class Share(models.Model):
     """A read-only link to one branch of a conversation (chat/sharing.py).
 
-    `leaf` is the end of the branch shared; none follows the branch the owner has
-    on screen. `snapshot` holds the branch as it was when shared; none shows it
-    live. A revoked link is a 404, as one that never existed."""
+    `leaf` is the end of the branch on screen when it was shared (a live link
+    shows that branch with what was added below it since); none follows whichever
+    branch the owner has on screen. `snapshot` holds the branch as it was when
+    shared; none shows it live. A revoked link is a 404, as one that never existed."""
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
     token = models.CharField(max_length=64, unique=True, editable=False)
