@@ -143,3 +143,38 @@ def test_a_long_list_loads_its_next_page_at_its_end_and_a_new_chat_joins_on_top(
     titles = items.locator(".conv-title").all_inner_texts()
     assert titles == ["A chat that fills the list"] + [f"Old chat {n}" for n in range(SIDEBAR_SIZE + 5)]
     assert page.locator(".conversations .more").count() == 0
+
+
+def test_pin_archive_and_bring_back(chat, openai_stub_server):
+    """Pinned on top under "Pinned"; archived out of the list into the Archived
+    view, and back; the page never reloads for it."""
+    page = chat.page
+    openai_stub_server.script(Stream(["Fine."]), Stream(["Fine."]))
+    first = _new_conversation(chat, "Keep this one handy")
+    second = _new_conversation(chat, "Put this one away")
+    page.evaluate("window.__samePage = true")
+
+    def menu(pk: int, button: str) -> None:
+        item = page.locator(f"#conv-{pk}")
+        item.locator("summary").click()
+        item.locator(f'button:text-is("{button}")').click()
+
+    menu(first, "Pin")
+    page.locator(f"#pinned #conv-{first}").wait_for()
+    assert page.locator(".list-label", has_text="Pinned").is_visible()
+    assert page.locator(f"#recent #conv-{first}").count() == 0
+    assert page.locator(f"#conv-{second}.current").count() == 1  # still marked as the one on screen
+
+    menu(second, "Archive")
+    page.locator(f"#conv-{second}").wait_for(state="detached")
+    assert page.evaluate("window.__samePage") is True
+
+    page.locator('.sidebar-foot a:text-is("Archived")').click()
+    page.locator(f"#conv-{second}").wait_for()
+    assert page.locator(".list-head .list-label").text_content() == "Archived"
+    assert page.locator(f"#conv-{first}").count() == 0
+    menu(second, "Unarchive")
+    page.locator(f"#conv-{second}").wait_for(state="detached")
+    page.locator(".list-head a").click()
+    page.locator(f"#recent #conv-{second}").wait_for()
+    assert page.locator(f"#pinned #conv-{first}").count() == 1
