@@ -453,38 +453,41 @@ def _parents_first(parents: dict, order: list) -> list:
 
 def store(user, incoming: list[Incoming]) -> Imported:
     """Store what `read` gave, all of it or (on any error) nothing."""
-    conversations = messages = skipped = 0
     with transaction.atomic():
         known = set(Conversation.objects.filter(owner=user).exclude(import_key="").values_list("import_key", flat=True))
         originals = {
             (pk, created.isoformat())
             for pk, created in Conversation.objects.filter(owner=user).values_list("pk", "created_at")
         }
+        new = []
         for conversation in incoming:
             original = (conversation.original_id, conversation.created_at.isoformat())
-            if conversation.key in known or original in originals:
-                skipped += 1
-                continue
-            known.add(conversation.key)
-            messages += _store_one(user, conversation)
-            conversations += 1
-    return Imported(conversations, messages, skipped)
+            if conversation.key not in known and original not in originals:
+                known.add(conversation.key)
+                new.append(conversation)
+        messages = _store_all(user, new)
+    return Imported(len(new), messages, len(incoming) - len(new))
 
 
-def _store_one(user, incoming: Incoming) -> int:
-    conversation = Conversation.objects.create(
-        owner=user,
-        title=incoming.title,
-        created_at=incoming.created_at,
-        updated_at=incoming.updated_at,
-        pinned_at=incoming.pinned_at,
-        archived_at=incoming.archived_at,
-        import_key=incoming.key,
+def _store_all(user, incoming: list[Incoming]) -> int:
+    """The conversations, then their messages a level of the trees at a time,
+    every conversation's together (a few statements per level, not per message).
+    Every child is created after its parent, so ids grow down every path, as
+    chat/tree.py expects."""
+    conversations = Conversation.objects.bulk_create(
+        Conversation(
+            owner=user,
+            title=c.title,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+            pinned_at=c.pinned_at,
+            archived_at=c.archived_at,
+            import_key=c.key,
+        )
+        for c in incoming
     )
-    # A level of the tree at a time: every child is created after its parent, so
-    # ids grow down every path, as chat/tree.py expects.
     stored: dict[int, Message] = {}  # id(Node) -> its row
-    level: list[tuple[Node, Message | None]] = [(n, None) for n in incoming.roots]
+    level = [(node, None, row) for c, row in zip(incoming, conversations, strict=True) for node in c.roots]
     count = 0
     while level:
         rows = [
@@ -496,26 +499,24 @@ def _store_one(user, incoming: Incoming) -> int:
                 created_at=node.created_at,
                 **node.fields,
             )
-            for node, parent in level
+            for node, parent, conversation in level
         ]
         Message.objects.bulk_create(rows)
         count += len(rows)
-        for (node, _), row in zip(level, rows, strict=True):
-            stored[id(node)] = row
-        ToolCall.objects.bulk_create(
-            ToolCall(message=row, **call)
-            for (node, _), row in zip(level, rows, strict=True)
-            for call in node.tool_calls
-        )
+        pairs = [(node, row) for (node, _, _), row in zip(level, rows, strict=True)]
+        stored.update((id(node), row) for node, row in pairs)
+        ToolCall.objects.bulk_create(ToolCall(message=row, **call) for node, row in pairs for call in node.tool_calls)
         Feedback.objects.bulk_create(
-            Feedback(message=row, user=user, **node.feedback)
-            for (node, _), row in zip(level, rows, strict=True)
-            if node.feedback is not None
+            Feedback(message=row, user=user, **node.feedback) for node, row in pairs if node.feedback is not None
         )
-        level = [(child, row) for (node, _), row in zip(level, rows, strict=True) for child in node.children]
-    active = stored.get(id(incoming.active)) if incoming.active is not None else None
-    if active is None:
-        active = max(stored.values(), key=lambda m: m.pk)
-    conversation.active_leaf = active
-    conversation.save(update_fields=["active_leaf"])
+        level = [(child, row, row.conversation) for node, row in pairs for child in node.children]
+    # The branch on screen: the one the file had, or the newest message's.
+    newest: dict[int, Message] = {}
+    for row in stored.values():
+        if row.conversation_id not in newest or row.pk > newest[row.conversation_id].pk:
+            newest[row.conversation_id] = row
+    for c, conversation in zip(incoming, conversations, strict=True):
+        active = stored.get(id(c.active)) if c.active is not None else None
+        conversation.active_leaf = active or newest[conversation.pk]
+    Conversation.objects.bulk_update(conversations, ["active_leaf"], batch_size=500)
     return count
