@@ -1,8 +1,9 @@
 """What the product stores: conversations, their messages, each answer attempt
 (Generation), the tool calls an answer made (and the user's approval of one that
-asks first), users' feedback; the models on offer (providers, their models),
-site-wide and personal instructions; and the MCP servers staff registered, with
-the tools each lists."""
+asks first), users' feedback, read-only share links; the models on offer
+(providers, their models), site-wide and personal instructions; the MCP servers
+staff registered, with the tools each lists; and the usage ledger, quotas and
+the audit trail."""
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -38,10 +39,26 @@ class Conversation(Reviewable):
     model_option = models.ForeignKey(
         "OfferedModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name="model"
     )
+    # Pinned conversations lead the list (the latest pinned first); archived ones
+    # leave it for the "Archived" view. Search finds both.
+    pinned_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    # Where an imported conversation came from (chat/portability.py): importing the
+    # same file again finds it here and adds nothing.
+    import_key = models.CharField(max_length=200, blank=True, editable=False)
 
     class Meta:
         ordering = ["-updated_at", "-id"]
-        indexes = [models.Index(fields=["owner", "-updated_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-updated_at"]),
+            # The list's pages: a user's conversations in or out of the archive, newest first.
+            models.Index(fields=["owner", "archived_at", "-updated_at", "-id"], name="conversation_list_page"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "import_key"], condition=~models.Q(import_key=""), name="conversation_imported_once"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.title
@@ -243,6 +260,34 @@ class Feedback(models.Model):
 
     class Meta:
         verbose_name_plural = "feedback"
+
+
+class Share(models.Model):
+    """A read-only link to one branch of a conversation (chat/sharing.py).
+
+    `leaf` is the end of the branch on screen when it was shared (a live link
+    shows that branch with what was added below it since); none follows whichever
+    branch the owner has on screen. `snapshot` holds the branch as it was when
+    shared; none shows it live. A revoked link is a 404, as one that never existed."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
+    token = models.CharField(max_length=64, unique=True, editable=False)
+    leaf = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    snapshot = models.JSONField(null=True, blank=True, editable=False)
+    # Anyone with the link, logged in or not (only where the site allows it).
+    public = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"share of {self.conversation_id}"
+
+    @property
+    def is_snapshot(self) -> bool:
+        return self.snapshot is not None
 
 
 class Provider(models.Model):

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url, replace_url, reswap, retarget
 
-from chat import answers, quotas, tree
+from chat import answers, listing, quotas, sharing, tree
 from chat.eventlog import get_event_log
 from chat.generation.liveness import interrupt_if_stale
 from chat.models import Conversation, Feedback, Message, Status, UserSettings
@@ -23,14 +23,14 @@ from chat.ownership import (
     answer_for,
     aprompt_for,
     conversation_for,
-    conversations_of,
 )
 from chat.provider import catalog
 from chat.rendering import message_context, render_message
 from chat.serving.login import login_required
 from chat.storable import storable
 
-SIDEBAR_SIZE = 100
+# The list's first page (chat/listing.py pages the rest).
+SIDEBAR_SIZE = listing.PAGE_SIZE
 # Longest custom instructions: every answer's request carries them.
 MAX_INSTRUCTIONS_CHARS = 4000
 
@@ -66,13 +66,18 @@ def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
 
 
 def _page(request: HttpRequest, current: Conversation | None, at: int | None = None) -> HttpResponse:
-    conversations = conversations_of(request.user)[:SIDEBAR_SIZE]
     picker = catalog.picker(current.model_option_id if current is not None else None)
     messages = _branch(current, picker.options, at) if current is not None else []
     return render(
         request,
         "chat/page.html",
-        {"conversations": conversations, "current": current, "messages": messages, "picker": picker},
+        {
+            **listing.sidebar_context(request.user),
+            **sharing.panel_context(current),
+            "current": current,
+            "messages": messages,
+            "picker": picker,
+        },
     )
 
 
@@ -203,15 +208,9 @@ def _new_branch_html(request: HttpRequest, exchange: answers.Exchange) -> str:
 
 
 def _new_conversation_html(request: HttpRequest, exchange: answers.Exchange) -> str:
-    # The list as a reload would show it: the newest SIDEBAR_SIZE, this one first.
+    # The conversation joins the list on top; "No conversations yet." goes.
     owned = Conversation.objects.filter(owner_id=exchange.conversation.owner_id)
-    newest = list(owned.values_list("pk", flat=True)[: SIDEBAR_SIZE + 1])
-    context = {
-        "current": exchange.conversation,
-        "first": len(newest) == 1,
-        "dropped": newest[SIDEBAR_SIZE:],
-        "picker": _picker_of(exchange),
-    }
+    context = {"current": exchange.conversation, "first": owned.count() == 1, "picker": _picker_of(exchange)}
     oob = render_to_string("chat/_new_conversation.html", context, request=request)
     return _pair_html(request, exchange) + oob
 

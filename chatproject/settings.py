@@ -293,6 +293,10 @@ CHAT_SYSTEM_PROMPT = env_str("CHAT_SYSTEM_PROMPT")
 CHAT_MAX_CONTEXT_CHARS = env_int("CHAT_MAX_CONTEXT_CHARS", 60000, minimum=1000)
 CHAT_MAX_ANSWER_CHARS = env_int("CHAT_MAX_ANSWER_CHARS", 100000, minimum=100)
 CHAT_MAX_PROMPT_CHARS = env_int("CHAT_MAX_PROMPT_CHARS", 20000, minimum=1)
+# The largest file a user may import (their own export, or ChatGPT's conversations.json).
+CHAT_MAX_IMPORT_BYTES = env_int("CHAT_MAX_IMPORT_BYTES", 50_000_000, minimum=1000)
+# Share links anyone may open, logged in or not; off: only people logged in to the site.
+CHAT_ALLOW_PUBLIC_SHARES = env_bool("CHAT_ALLOW_PUBLIC_SHARES", False)
 CHAT_MAX_CONCURRENT_ANSWERS = env_int("CHAT_MAX_CONCURRENT_ANSWERS", 3, minimum=1)
 CHAT_PROMPTS_PER_MINUTE = env_int("CHAT_PROMPTS_PER_MINUTE", 20, minimum=1)
 # Answer streams one user may have open at once (tabs, devices, across workers):

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 
-from chat import dashboard, stream, views
+from chat import dashboard, data_views, listing, sharing, stream, views
 from chat.mcp import views as mcp_views
 
 
@@ -44,6 +44,10 @@ conversation_urls = [
     path("send/", views.send, name="chat-send"),
     path("rename/", views.rename, name="chat-rename"),
     path("delete/", views.delete, name="chat-delete"),
+    path("pin/", listing.pin, name="chat-pin"),
+    path("archive/", listing.archive, name="chat-archive"),
+    path("share/", sharing.share, name="chat-share"),
+    path("share/revoke/", sharing.revoke, name="chat-share-revoke"),
     path("m/<id:message_id>/", include(message_urls)),
     path("tools/<id:server_id>/", mcp_views.switch_server, name="chat-tool-source"),
 ]
@@ -66,6 +70,14 @@ urlpatterns = [
     path("settings/", include(settings_urls)),
     path("c/new/", views.new_conversation, name="chat-new"),
     path("tools/<id:call_id>/decide/", mcp_views.decide, name="chat-tool-decide"),
+    path("conversations/", listing.conversation_list, name="chat-list"),
+    path("archived/", listing.archived, name="chat-archived"),
+    path("search/", listing.search, name="chat-search"),
+    # A shared branch, read-only: the token is the only key.
+    path("s/<slug:token>/", sharing.shared, name="chat-shared"),
+    path("data/", data_views.data, name="chat-data"),
+    path("data/export/", data_views.export, name="chat-export"),
+    path("data/import/", data_views.import_file, name="chat-import"),
     path("c/<id:conversation_id>/", include(conversation_urls)),
     path("accounts/", include(account_urls)),
     # Staff only, as every admin page (admin_view checks is_staff and the session).

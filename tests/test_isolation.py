@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import pytest
 from django.test import AsyncClient, Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
-from chat.models import Approval, Conversation, Feedback, McpServer, Message, Status, ToolCall
+from chat.models import Approval, Conversation, Feedback, McpServer, Message, Share, Status, ToolCall
 from tests.conftest import finished
 from tests.openai_stub import Stream
 
@@ -40,13 +41,36 @@ VIEWS = {
     "chat-settings-save": "POST",
     "chat-tool-decide": "POST",
     "chat-tool-source": "POST",
+    "chat-list": "GET",
+    "chat-archived": "GET",
+    "chat-search": "GET",
+    "chat-pin": "POST",
+    "chat-archive": "POST",
+    "chat-data": "GET",
+    "chat-export": "GET",
+    "chat-import": "POST",
+    "chat-share": "POST",
+    "chat-share-revoke": "POST",
+    "chat-shared": "GET",
 }
 # Django's own views, tested by Django.
 SKIPPED_PREFIXES = ("admin/", "accounts/")
 # How each URL parameter is filled with one of alice's objects.
-PARAMETERS = {"conversation_id", "message_id", "call_id", "server_id"}
+PARAMETERS = {"conversation_id", "message_id", "call_id", "server_id", "token"}
+# A share link's token is its only key: anyone logged in who has it may open the
+# page (tests/test_sharing.py), so it is no id that another user must get a 404 for.
+TOKENS = {"token"}
 # A form that would change something if a view let it through.
-FORM = {"prompt": "Hello", "title": "Renamed by someone else", "rating": "1", "comment": "bob was here"}
+FORM = {
+    "prompt": "Hello",
+    "title": "Renamed by someone else",
+    "rating": "1",
+    "comment": "bob was here",
+    "pinned": "1",
+    "archived": "1",
+    "mode": "snapshot",
+    "share": "1",
+}
 
 
 @dataclass(frozen=True)
@@ -88,7 +112,7 @@ def _walk(patterns, prefix: str = ""):
 
 ROUTES = list(_walk(get_resolver().url_patterns))
 KNOWN = [r for r in ROUTES if r.name in VIEWS]
-WITH_IDS = [r for r in KNOWN if r.parameters]
+WITH_IDS = [r for r in KNOWN if r.parameters and not set(r.parameters) & TOKENS]
 POSTS = [r for r in KNOWN if r.method == "POST"]
 
 
@@ -118,7 +142,8 @@ def test_accounts_offer_only_logging_in_and_out(client):
 def test_every_url_parameter_can_be_filled():
     for route in ROUTES:
         # `id`, not `int`: a number beyond the id columns must be a 404 (see below).
-        assert re.findall(r"<(\w+):", route.pattern) == ["id"] * len(route.parameters), route
+        converters = ["slug" if p in TOKENS else "id" for p in route.parameters]
+        assert re.findall(r"<(\w+):", route.pattern) == converters, route
         assert set(route.parameters) <= PARAMETERS, (
             f"{route.name} ({route.pattern}) takes {route.parameters}; teach {__name__} how to fill them."
         )
@@ -147,12 +172,19 @@ def answer(conversation) -> Message:
 
 
 @pytest.fixture
-def ids(conversation, answer) -> dict[str, int]:
-    # A call of alice's answer waiting for her decision, and an MCP server
-    # everyone may use (in alice's conversation, only she may switch it).
+def ids(conversation, answer) -> dict[str, int | str]:
+    # A call of alice's answer waiting for her decision, an MCP server everyone
+    # may use (in alice's conversation, only she may switch it), and a share link.
     call = ToolCall.objects.create(message=answer, call_id="c", name="web__echo", approval=Approval.PENDING)
     server = McpServer.objects.create(name="web", command="unused", everyone=True)
-    return {"conversation_id": conversation.pk, "message_id": answer.pk, "call_id": call.pk, "server_id": server.pk}
+    share = Share.objects.create(conversation=conversation, token="alices-token", leaf=answer)
+    return {
+        "conversation_id": conversation.pk,
+        "message_id": answer.pk,
+        "call_id": call.pk,
+        "server_id": server.pk,
+        "token": share.token,
+    }
 
 
 @pytest.fixture
@@ -171,6 +203,8 @@ def _assert_untouched(conversation: Conversation, answer: Message) -> None:
         ("assistant", "Alice's secret answer", "stopped"),
     ]
     assert conversation.active_leaf_id is None
+    assert conversation.pinned_at is None and conversation.archived_at is None
+    assert conversation.shares.count() <= 1 and not conversation.shares.filter(revoked_at__isnull=False).exists()
     assert not Feedback.objects.exists()
 
 
@@ -293,10 +327,28 @@ async def test_a_nul_character_in_a_form_is_stored_replaced_not_a_500(route, ids
 
 @pytest.mark.django_db
 def test_another_user_does_not_see_alices_conversations_on_his_pages(conversation, answer, bob_client):
-    response = bob_client.get(reverse("chat-home"))
-    assert response.status_code == 200
-    assert b"Alice" not in response.content
-    assert f"/c/{conversation.pk}/".encode() not in response.content
+    # Alice's chat in every list: pinned, archived, and a page beyond the first.
+    pinned = Conversation.objects.create(owner=conversation.owner, title="Alice's pinned", pinned_at=timezone.now())
+    archived = Conversation.objects.create(
+        owner=conversation.owner, title="Alice's archived", archived_at=timezone.now()
+    )
+    after = f"{timezone.now().isoformat()}~{2**62}"
+    pages = [
+        (reverse("chat-home"), {}),
+        (reverse("chat-archived"), {}),
+        (reverse("chat-export"), {}),
+        (reverse("chat-list"), {"after": after}),
+        (reverse("chat-list"), {"after": after, "archived": "1"}),
+        *((reverse("chat-search"), {"q": q}) for q in ("Alice", "secret", "answer", "pinned", "archived", "chat")),
+    ]
+    # (The query itself is shown back, so what is looked for is what only Alice's rows hold.)
+    hers = [b"Alice&#x27;s", b"secret question", b"secret answer"]
+    hers += [f"/c/{c.pk}/".encode() for c in (conversation, pinned, archived)]
+    for url, query in pages:
+        for headers in ({}, {"HX-Request": "true"}):
+            response = bob_client.get(url, query, headers=headers)
+            assert response.status_code == 200, url
+            assert not [text for text in hers if text in response.content], (url, query)
 
 
 @pytest.mark.django_db

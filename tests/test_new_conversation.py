@@ -63,7 +63,7 @@ async def test_the_first_answer_streams_in_the_page_that_sent_it(stub, alice, al
 
     # Out of band: the conversation on top of the list, marked current; the heading
     # and the tab's title; a composer that posts to the conversation.
-    listed = only(fragment, hx_swap_oob="afterbegin:.conversations")
+    listed = only(fragment, hx_swap_oob="afterbegin:#recent")
     item = only(listed, id=f"conv-{conversation.pk}")
     assert item.attrs["class"].split() == ["conversation", "current"]
     link = only(item, href=url)

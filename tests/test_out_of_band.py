@@ -5,6 +5,7 @@ new chat, and the Stop button's target. Each is what a reload would show.
 Persona: `alice` owns the conversations.
 """
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -123,22 +124,23 @@ async def test_the_first_chat_takes_the_place_of_no_conversations_yet(stub, alic
     await finished((await Message.objects.alatest("id")).pk)
 
 
-async def test_a_new_chat_in_a_full_list_removes_the_oldest_item(stub, alice, alice_async):
+async def test_a_new_chat_in_a_full_list_keeps_its_items_and_its_next_page(stub, alice, alice_async):
+    """The list is paged: the new chat goes on top, nothing leaves, and "Load more"
+    still starts right after the last item shown (its cursor names that item)."""
     now = timezone.now()
     old = [
         await Conversation.objects.acreate(owner=alice, title=f"Old chat {n}", updated_at=now - timedelta(days=n + 1))
-        for n in range(SIDEBAR_SIZE)
+        for n in range(SIDEBAR_SIZE + 1)
     ]
     page = (await alice_async.get("/")).content.decode()
-    assert f'id="conv-{old[-1].pk}"' in page
+    assert f'id="conv-{old[-2].pk}"' in page and f'id="conv-{old[-1].pk}"' not in page
 
     stub.script(Stream(["Fine."]))
     response = await alice_async.post("/c/new/", {"prompt": "One more"}, headers=HTMX)
     assert response.status_code == 200, response.content
-    assert _deletes(tree(response.content.decode())) == [f"conv-{old[-1].pk}"]
+    assert _deletes(tree(response.content.decode())) == []
     await finished((await Message.objects.alatest("id")).pk)
 
-    # A reload no longer lists it, and still lists the one before it.
-    page = (await alice_async.get("/")).content.decode()
-    assert f'id="conv-{old[-1].pk}"' not in page
-    assert f'id="conv-{old[-2].pk}"' in page
+    more = re.search(r'<li class="more"><a href="([^"]+)"', page).group(1).replace("&amp;", "&")
+    rest = (await alice_async.get(more, headers=HTMX)).content.decode()
+    assert re.findall(r'id="conv-(\d+)"', rest) == [str(old[-1].pk)]

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('chat', '0009_mcp_servers_tools_approval'),
+        ('chat', '0010_search_pins_shares'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

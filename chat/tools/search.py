@@ -3,52 +3,31 @@
 It only ever reads the calling user's own conversations (ToolContext.user_id).
 """
 
-import re
-from functools import reduce
-from operator import and_
+from html import unescape
 
 from asgiref.sync import sync_to_async
-from django.db.models import Q
-from django.urls import reverse
+from django.utils.html import strip_tags
 
-from chat.models import Message
+from chat import search as fulltext
 from chat.tools.registry import Tool, ToolContext, ToolError, register
 
 MAX_RESULTS = 5
-SNIPPET = 160
 
 
 def search(user_id: int, query: str, *, exclude_conversation: int | None = None) -> list[dict]:
-    words = [w for w in re.findall(r"\w+", query.lower()) if len(w) > 1][:8]
-    if not words:
-        return []
-    matches = (
-        # Every branch: an alternative the user paged away from is still theirs.
-        Message.objects.filter(conversation__owner_id=user_id)
-        .filter(reduce(and_, (Q(content__icontains=w) for w in words)))
-        .select_related("conversation")
-        .order_by("-created_at")
-    )
-    if exclude_conversation is not None:
-        matches = matches.exclude(conversation_id=exclude_conversation)
+    """The page's search (chat/search.py): titles and every branch's messages."""
+    hits = fulltext.search(user_id, query, limit=MAX_RESULTS, titles=2, exclude_conversation=exclude_conversation)
     return [
         {
-            "conversation": m.conversation.title,
-            "role": m.role,
-            "date": m.created_at.date().isoformat(),
-            "snippet": _snippet(m.content, words[0]),
+            "conversation": hit.title,
+            "role": hit.role or "title",
+            "date": hit.date.date().isoformat(),
+            "snippet": unescape(strip_tags(str(hit.snippet))),
             # Opens the branch that holds the message (chat.views.conversation).
-            "link": reverse("chat-conversation", args=[m.conversation_id]) + f"?at={m.pk}#msg-{m.pk}",
+            "link": hit.link,
         }
-        for m in matches[:MAX_RESULTS]
+        for hit in hits
     ]
-
-
-def _snippet(text: str, word: str) -> str:
-    at = text.lower().find(word)
-    start = max(at - SNIPPET // 3, 0)
-    snippet = " ".join(text[start : start + SNIPPET].split())
-    return ("…" if start else "") + snippet + ("…" if start + SNIPPET < len(text) else "")
 
 
 async def _run(args: dict, ctx: ToolContext) -> str:

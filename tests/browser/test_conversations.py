@@ -100,9 +100,12 @@ def test_rename_and_delete_conversations(chat, openai_stub_server):
         assert page.locator(".conversations .empty").is_visible()
 
 
-def test_a_full_list_keeps_its_size_when_a_chat_starts(open_chat, live_server_factory, openai_stub_server):
-    """The list shows the newest SIDEBAR_SIZE conversations. A new chat joins it
-    without a page load; the oldest item leaves, so the list is what a reload shows."""
+def test_a_long_list_loads_its_next_page_at_its_end_and_a_new_chat_joins_on_top(
+    open_chat, live_server_factory, openai_stub_server
+):
+    """The list shows the newest SIDEBAR_SIZE conversations, and the next ones
+    when scrolled to its end. A new chat joins it on top without a page load,
+    and the next page still starts right after the last item shown."""
     live = live_server_factory()
     # Its own user, so the other tests' conversations do not change the count.
     live.manage(
@@ -115,7 +118,7 @@ def test_a_full_list_keeps_its_size_when_a_chat_starts(open_chat, live_server_fa
         "user = get_user_model().objects.filter(username='many').first()"
         " or get_user_model().objects.create_user('many', password='many-password')\n"
         "user.conversations.all().delete()\n"
-        f"for n in range({SIDEBAR_SIZE}):\n"
+        f"for n in range({SIDEBAR_SIZE + 5}):\n"
         "    Conversation.objects.create(owner=user, title=f'Old chat {n}',"
         " updated_at=timezone.now() - timedelta(days=n + 1))\n",
     )
@@ -129,10 +132,49 @@ def test_a_full_list_keeps_its_size_when_a_chat_starts(open_chat, live_server_fa
     chat.send("A chat that fills the list")
     page.wait_for_url(re.compile(r"/c/\d+/$"))
     chat.wait_status("complete")
-    shown = [item.get_attribute("id") for item in items.all()]
-    assert len(shown) == SIDEBAR_SIZE
+    assert items.count() == SIDEBAR_SIZE + 1
     assert items.first.locator(".conv-title").inner_text() == "A chat that fills the list"
-    assert items.last.locator(".conv-title").inner_text() == f"Old chat {SIDEBAR_SIZE - 2}"
 
-    page.reload()
-    assert [item.get_attribute("id") for item in items.all()] == shown
+    # Scrolled to its end, the list loads the rest: each once, in order.
+    page.locator(".conversations .more").scroll_into_view_if_needed()
+    page.wait_for_function(
+        f"() => document.querySelectorAll('.conversations .conversation').length === {SIDEBAR_SIZE + 6}"
+    )
+    titles = items.locator(".conv-title").all_inner_texts()
+    assert titles == ["A chat that fills the list"] + [f"Old chat {n}" for n in range(SIDEBAR_SIZE + 5)]
+    assert page.locator(".conversations .more").count() == 0
+
+
+def test_pin_archive_and_bring_back(chat, openai_stub_server):
+    """Pinned on top under "Pinned"; archived out of the list into the Archived
+    view, and back; the page never reloads for it."""
+    page = chat.page
+    openai_stub_server.script(Stream(["Fine."]), Stream(["Fine."]))
+    first = _new_conversation(chat, "Keep this one handy")
+    second = _new_conversation(chat, "Put this one away")
+    page.evaluate("window.__samePage = true")
+
+    def menu(pk: int, button: str) -> None:
+        item = page.locator(f"#conv-{pk}")
+        item.locator("summary").click()
+        item.locator(f'button:text-is("{button}")').click()
+
+    menu(first, "Pin")
+    page.locator(f"#pinned #conv-{first}").wait_for()
+    assert page.locator(".list-label", has_text="Pinned").is_visible()
+    assert page.locator(f"#recent #conv-{first}").count() == 0
+    assert page.locator(f"#conv-{second}.current").count() == 1  # still marked as the one on screen
+
+    menu(second, "Archive")
+    page.locator(f"#conv-{second}").wait_for(state="detached")
+    assert page.evaluate("window.__samePage") is True
+
+    page.locator('.sidebar-foot a:text-is("Archived")').click()
+    page.locator(f"#conv-{second}").wait_for()
+    assert page.locator(".list-head .list-label").text_content() == "Archived"
+    assert page.locator(f"#conv-{first}").count() == 0
+    menu(second, "Unarchive")
+    page.locator(f"#conv-{second}").wait_for(state="detached")
+    page.locator(".list-head a").click()
+    page.locator(f"#recent #conv-{second}").wait_for()
+    assert page.locator(f"#pinned #conv-{first}").count() == 1
