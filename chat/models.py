@@ -1,6 +1,7 @@
 """What the product stores: conversations, their messages, each answer attempt
 (Generation), the tool calls an answer made, users' feedback; and the models on
-offer (providers, their models), site-wide and personal instructions."""
+offer (providers, their models), site-wide and personal instructions; users'
+accounts at the single sign-on provider."""
 
 from django.conf import settings
 from django.db import models
@@ -313,3 +314,23 @@ class UserSettings(models.Model):
 
     class Meta:
         verbose_name = verbose_name_plural = "user settings"
+
+
+class SignOnIdentity(models.Model):
+    """A user's account at the single sign-on provider: the issuer and its subject
+    (`sub`), which the provider never reuses or changes, unlike a username or an
+    email address. A sign-in finds its user by this, never by name or email, so an
+    account at the provider cannot take over a local account that shares its email."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sign_on_identities")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "single sign-on identity"
+        verbose_name_plural = "single sign-on identities"
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="sign_on_identity_once")]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

@@ -1,0 +1,208 @@
+"""Single sign-on against a real OpenID Connect provider (django-oauth-toolkit in
+a process of its own, tests/oidc_provider) and the app served by daphne: the
+provider's login and consent forms are filled in as a person would.
+
+Personas: `carol` has an account only at the provider; `alice` has a local
+account with a password (tests/conftest.py's LIVE_USERS).
+"""
+
+import subprocess
+import sys
+
+import httpx2
+import pytest
+
+from tests.live import ROOT, Browserless, LiveServer, free_port
+from tests.sign_on import Provider, Visitor
+
+pytestmark = pytest.mark.slow
+
+DIRECTORY = {
+    "carol": {"password": "carol-at-provider", "email": "carol@example.com", "groups": ["chat-staff", "sales"]},
+}
+PREFIXED = {"OIDC_GROUPS_PREFIX": "chat-"}
+
+
+@pytest.fixture(scope="module")
+def app_port() -> int:
+    """The app's port, fixed for the module: the provider knows its callback URL."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory, app_port):
+    provider = Provider(tmp_path_factory.mktemp("provider"), f"http://127.0.0.1:{app_port}", DIRECTORY).start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
+def start_app(live_server_factory, provider, app_port):
+    """The app signing in with `provider`; `env` adds or overrides settings."""
+    provider.set_directory(DIRECTORY)
+
+    def start(**env: str) -> LiveServer:
+        return live_server_factory(provider.app_env(**env), port=app_port)
+
+    return start
+
+
+def _users(app: LiveServer) -> dict[str, tuple[str, set[str]]]:
+    """Each single sign-on user: username -> (email, groups)."""
+    rows = app.sql(
+        "SELECT u.username, u.email, g.name FROM chat_signonidentity i JOIN auth_user u ON u.id = i.user_id "
+        "LEFT JOIN auth_user_groups ug ON ug.user_id = u.id LEFT JOIN auth_group g ON g.id = ug.group_id"
+    )
+    users: dict[str, tuple[str, set[str]]] = {}
+    for username, email, group in rows:
+        users.setdefault(username, (email, set()))[1].update({group} - {None})
+    return users
+
+
+def test_first_sign_in_creates_the_user_with_the_providers_groups(start_app):
+    app = start_app()
+    visitor = Visitor(app.url)
+    landed = visitor.sign_on("carol", "carol-at-provider")
+    assert landed.url.path == "/", landed.text
+    assert "carol" in landed.text
+    assert _users(app) == {"carol": ("carol@example.com", {"chat-staff", "sales"})}
+    # A user of the provider's only: no password signs in as carol.
+    assert app.sql("SELECT password LIKE '!%' FROM auth_user WHERE username = 'carol'") == [(1,)]
+
+
+def test_a_second_sign_in_is_the_same_user_with_the_groups_of_now(start_app, provider):
+    app = start_app(**PREFIXED)
+    # Given by staff here, not the provider's to take away.
+    app.manage("shell", "-c", "from django.contrib.auth.models import Group; Group.objects.create(name='reviewers')")
+    assert Visitor(app.url).sign_on("carol", "carol-at-provider").url.path == "/"
+    assert _users(app) == {"carol": ("carol@example.com", {"chat-staff"})}
+    app.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import Group, User\n"
+        "User.objects.get(username='carol').groups.add(Group.objects.get(name='reviewers'))",
+    )
+
+    provider.set_directory(
+        {"carol": {**DIRECTORY["carol"], "email": "carol@new.example.com", "groups": ["chat-admins", "support"]}}
+    )
+    assert Visitor(app.url).sign_on("carol", "carol-at-provider").url.path == "/"
+    assert _users(app) == {"carol": ("carol@new.example.com", {"chat-admins", "reviewers"})}
+    assert app.sql("SELECT count(*) FROM auth_user WHERE username LIKE 'carol%'") == [(1,)]
+
+
+def test_a_username_taken_by_a_local_account_gets_a_number(start_app, provider):
+    app = start_app()
+    provider.set_directory({"carol": {**DIRECTORY["carol"], "preferred_username": "alice"}})
+    assert Visitor(app.url).sign_on("carol", "carol-at-provider").url.path == "/"
+    # Not alice's account: one of its own.
+    assert list(_users(app)) == ["alice-2"]
+
+
+def test_logging_out_ends_the_session_here_and_at_the_provider(start_app):
+    app = start_app()
+    visitor = Visitor(app.url)
+    visitor.sign_on("carol", "carol-at-provider")
+    assert visitor.signed_in()
+    landed = visitor.logout()
+    steps = [str(r.url) for r in landed.history]
+    assert any(step.startswith(f"{app.url}/accounts/logout/") for step in steps), steps
+    assert any("/o/logout/?id_token_hint=" in step for step in steps), steps
+    assert landed.url.path == "/accounts/login/"
+    assert not visitor.signed_in()
+    # The provider forgot carol too: signing in again asks for her password.
+    assert "Example identity provider" in visitor.start_sign_on().text
+
+
+def test_refused_consent_shows_an_error_and_signs_nobody_in(start_app):
+    app = start_app()
+    visitor = Visitor(app.url)
+    landed = visitor.sign_on("carol", "carol-at-provider", consent=False)
+    assert landed.url.path == "/accounts/login/"
+    assert "Example ID did not sign you in." in landed.text
+    assert not visitor.signed_in()
+    assert _users(app) == {}
+
+
+def test_a_code_used_twice_is_refused(start_app):
+    app = start_app()
+    visitor = Visitor(app.url)
+    landed = visitor.sign_on("carol", "carol-at-provider")
+    [callback] = [r.url for r in landed.history if r.url.path == "/accounts/oidc/callback/"]
+    assert "code=" in str(callback)
+
+    # Another browser that never started this sign-in.
+    stranger = Visitor(app.url)
+    replayed = stranger.get(str(callback))
+    assert "did not complete" in replayed.text
+    assert not stranger.signed_in()
+
+    # A browser with a sign-in of its own under way, given the used code: the
+    # provider refuses it at the token endpoint.
+    attacker = Visitor(app.url)
+    attacker.get("/accounts/login/")
+    started = attacker.http.get(f"{app.url}/accounts/oidc/authenticate/", follow_redirects=False)
+    state = httpx2.URL(started.headers["Location"]).params["state"]
+    refused = attacker.get(f"/accounts/oidc/callback/?code={callback.params['code']}&state={state}")
+    assert "did not complete" in refused.text
+    assert not attacker.signed_in()
+    assert "sign-in with Example ID refused: Get Token Error" in app.log_path.read_text()
+
+
+def test_an_expired_id_token_is_refused(live_server_factory, tmp_path_factory):
+    port = free_port()
+    expired = Provider(
+        tmp_path_factory.mktemp("expired-provider"),
+        f"http://127.0.0.1:{port}",
+        DIRECTORY,
+        env={"PROVIDER_ID_TOKEN_SECONDS": "-60"},
+    ).start()
+    try:
+        app = live_server_factory(expired.app_env(), port=port)
+        visitor = Visitor(app.url)
+        landed = visitor.sign_on("carol", "carol-at-provider")
+        assert "did not complete" in landed.text
+        assert not visitor.signed_in()
+        assert "Signature has expired" in app.log_path.read_text()
+    finally:
+        expired.stop()
+
+
+def test_local_accounts_still_sign_in_beside_single_sign_on(start_app):
+    app = start_app()
+    page = Visitor(app.url).get("/accounts/login/")
+    assert "Sign in with Example ID" in page.text and 'name="password"' in page.text
+    alice = Browserless(app.url, "alice", "alice-password")
+    assert alice.http.get("/").status_code == 200
+
+
+def test_with_local_accounts_off_only_single_sign_on_signs_in(start_app):
+    app = start_app(CHAT_LOCAL_LOGIN="0")
+    visitor = Visitor(app.url)
+    page = visitor.get("/accounts/login/")
+    assert "Sign in with Example ID" in page.text and 'name="password"' not in page.text
+    refused = visitor.http.post(
+        f"{app.url}/accounts/login/",
+        data={
+            "username": "alice",
+            "password": "alice-password",
+            "csrfmiddlewaretoken": visitor.http.cookies["csrftoken"],
+        },
+        headers={"Referer": f"{app.url}/accounts/login/"},
+    )
+    assert refused.status_code == 403
+    assert "Signing in with a password is switched off" in refused.text
+    assert not visitor.signed_in()
+    # The admin's login is the site's, whose single sign-on comes back to the admin.
+    admin = visitor.get("/admin/")
+    assert admin.url.path == "/accounts/login/" and admin.url.params["next"] == "/admin/"
+    assert visitor.sign_on("carol", "carol-at-provider").url.path == "/"
+
+
+def test_start_up_stops_on_an_issuer_that_is_not_one(provider, tmp_path):
+    env = {**LiveServer(tmp_path).env, **provider.app_env(OIDC_ISSUER=provider.issuer + "/elsewhere")}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "OIDC_ISSUER=" in result.stderr and "discovery document" in result.stderr
