@@ -8,6 +8,8 @@ account with a password (tests/conftest.py's LIVE_USERS).
 
 import subprocess
 import sys
+import threading
+import time
 
 import httpx2
 import pytest
@@ -166,6 +168,30 @@ def test_an_expired_id_token_is_refused(live_server_factory, tmp_path_factory):
         assert "Signature has expired" in app.log_path.read_text()
     finally:
         expired.stop()
+
+
+def test_a_slow_provider_holds_up_the_sign_in_only(start_app, provider):
+    """The callback waits on the provider; the other requests of the process,
+    on SQLite all on one database thread, must not wait with it."""
+    app = start_app()
+    alice = Browserless(app.url, "alice", "alice-password")
+    provider.set_directory({"carol": {**DIRECTORY["carol"], "delay_seconds": 1.5}})
+    visitor = Visitor(app.url)
+    consent = visitor.start_sign_on()
+    consent = visitor.submit(consent, {"username": "carol", "password": "carol-at-provider"})
+    signed_in = []
+    sign_in = threading.Thread(target=lambda: signed_in.append(visitor.submit(consent, {"allow": "Authorize"})))
+    started = time.monotonic()
+    sign_in.start()
+    waits = []
+    while sign_in.is_alive():
+        asked = time.monotonic()
+        assert alice.http.get("/").status_code == 200
+        waits.append(time.monotonic() - asked)
+    # The token's claims and the user info: 1.5 s each at the provider.
+    assert time.monotonic() - started > 3
+    assert signed_in[0].url.path == "/"
+    assert len(waits) > 5 and max(waits) < 1, waits
 
 
 def test_local_accounts_still_sign_in_beside_single_sign_on(start_app):

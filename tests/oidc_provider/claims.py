@@ -4,6 +4,7 @@ would, between two sign-ins."""
 
 import json
 import os
+import time
 
 from oauth2_provider.oauth2_validators import OAuth2Validator
 
@@ -19,6 +20,8 @@ class DirectoryClaims(OAuth2Validator):
 
     def get_additional_claims(self, request):
         entry = directory()[request.user.username]
+        # A slow provider, for the test that only the sign-in waits on it.
+        time.sleep(entry.get("delay_seconds", 0))
         return {
             "preferred_username": entry.get("preferred_username", request.user.username),
             "email": entry["email"],
