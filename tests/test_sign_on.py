@@ -219,6 +219,11 @@ def test_with_local_accounts_off_only_single_sign_on_signs_in(start_app):
     assert refused.status_code == 403
     assert "Signing in with a password is switched off" in refused.text
     assert not visitor.signed_in()
+    check = (
+        "from django.contrib.auth import authenticate\nfrom django.test import RequestFactory\n"
+        "print(authenticate(RequestFactory().post('/'), username='alice', password='alice-password'))"
+    )
+    assert app.manage("shell", "-c", check).strip().endswith("\nNone")
     # The admin's login is the site's, whose single sign-on comes back to the admin.
     admin = visitor.get("/admin/")
     assert admin.url.path == "/accounts/login/" and admin.url.params["next"] == "/admin/"
