@@ -149,6 +149,8 @@ def test_a_code_used_twice_is_refused(start_app):
     assert "did not complete" in refused.text
     assert not attacker.signed_in()
     assert "sign-in with Example ID refused: Get Token Error" in app.log_path.read_text()
+    # A failed sign-in counts toward its address's lockout, as a wrong password does.
+    assert app.sql("SELECT ip_address, failures_since_start FROM axes_accessattempt") == [("127.0.0.1", 1)]
 
 
 def test_an_expired_id_token_is_refused(live_server_factory, tmp_path_factory):
