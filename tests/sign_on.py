@@ -5,6 +5,7 @@ as a person would."""
 
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -55,6 +56,12 @@ class Provider(ServerProcess):
             ),
             **(env or {}),
         }
+
+    def subject(self, username: str) -> str:
+        """The `sub` the provider gives `username`: its user id."""
+        with sqlite3.connect(self.env["PROVIDER_DB"]) as db:
+            [(user_id,)] = db.execute("SELECT id FROM auth_user WHERE username = ?", (username,)).fetchall()
+        return str(user_id)
 
     def set_directory(self, directory: dict) -> None:
         """What the provider says of its users from the next sign-in on."""

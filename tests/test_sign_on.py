@@ -2,10 +2,13 @@
 a process of its own, tests/oidc_provider) and the app served by daphne: the
 provider's login and consent forms are filled in as a person would.
 
-Personas: `carol` has an account only at the provider; `alice` has a local
+Personas: each test signs in a person of its own who has an account only at the
+provider (carol, dave, …), so that the tests hold on PostgreSQL too, where the
+app's servers of a whole test session share one database; `alice` has a local
 account with a password (tests/conftest.py's LIVE_USERS).
 """
 
+import re
 import subprocess
 import sys
 import threading
@@ -19,9 +22,19 @@ from tests.sign_on import Provider, Visitor
 
 pytestmark = pytest.mark.slow
 
-DIRECTORY = {
-    "carol": {"password": "carol-at-provider", "email": "carol@example.com", "groups": ["chat-staff", "sales"]},
-}
+PEOPLE = ("carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy")
+
+
+def person(name: str, **changes) -> dict:
+    """What the provider's directory says of `name`."""
+    return {
+        "password": f"{name}-at-provider",
+        "email": f"{name}@example.com",
+        "groups": ["chat-staff", "sales"],
+    } | changes
+
+
+DIRECTORY = {name: person(name) for name in PEOPLE}
 PREFIXED = {"OIDC_GROUPS_PREFIX": "chat-"}
 
 
@@ -49,62 +62,72 @@ def start_app(live_server_factory, provider, app_port):
     return start
 
 
-def _users(app: LiveServer) -> dict[str, tuple[str, set[str]]]:
-    """Each single sign-on user: username -> (email, groups)."""
+def sign_on(app: LiveServer, name: str, **options) -> httpx2.Response:
+    """`name` signs in with the provider in a browser of their own: the page they land on."""
+    return Visitor(app.url).sign_on(name, f"{name}-at-provider", **options)
+
+
+def user_of(app: LiveServer, provider: Provider, name: str) -> tuple[str, str, set[str]] | None:
+    """The app's user of the provider's `name`: username, email, groups; None if none."""
     rows = app.sql(
         "SELECT u.username, u.email, g.name FROM chat_signonidentity i JOIN auth_user u ON u.id = i.user_id "
-        "LEFT JOIN auth_user_groups ug ON ug.user_id = u.id LEFT JOIN auth_group g ON g.id = ug.group_id"
+        "LEFT JOIN auth_user_groups ug ON ug.user_id = u.id LEFT JOIN auth_group g ON g.id = ug.group_id "
+        "WHERE i.issuer = ? AND i.subject = ?",
+        provider.issuer,
+        provider.subject(name),
     )
-    users: dict[str, tuple[str, set[str]]] = {}
-    for username, email, group in rows:
-        users.setdefault(username, (email, set()))[1].update({group} - {None})
-    return users
+    if not rows:
+        return None
+    return rows[0][0], rows[0][1], {group for _, _, group in rows if group}
 
 
-def test_first_sign_in_creates_the_user_with_the_providers_groups(start_app):
+def test_first_sign_in_creates_the_user_with_the_providers_groups(start_app, provider):
     app = start_app()
-    visitor = Visitor(app.url)
-    landed = visitor.sign_on("carol", "carol-at-provider")
+    landed = sign_on(app, "carol")
     assert landed.url.path == "/", landed.text
-    assert "carol" in landed.text
-    assert _users(app) == {"carol": ("carol@example.com", {"chat-staff", "sales"})}
-    # A user of the provider's only: no password signs in as carol.
-    assert app.sql("SELECT password LIKE '!%' FROM auth_user WHERE username = 'carol'") == [(1,)]
+    username, email, groups = user_of(app, provider, "carol")
+    # "carol", or "carol-2" where an earlier test session's carol has the name.
+    assert re.fullmatch(r"carol(-\d+)?", username)
+    assert username in landed.text
+    assert (email, groups) == ("carol@example.com", {"chat-staff", "sales"})
+    # A user of the provider's only: no password signs in as them.
+    [(password,)] = app.sql("SELECT password FROM auth_user WHERE username = ?", username)
+    assert password.startswith("!")
 
 
 def test_a_second_sign_in_is_the_same_user_with_the_groups_of_now(start_app, provider):
     app = start_app(**PREFIXED)
+    assert sign_on(app, "dave").url.path == "/"
+    username, email, groups = user_of(app, provider, "dave")
+    assert (email, groups) == ("dave@example.com", {"chat-staff"})
     # Given by staff here, not the provider's to take away.
-    app.manage("shell", "-c", "from django.contrib.auth.models import Group; Group.objects.create(name='reviewers')")
-    assert Visitor(app.url).sign_on("carol", "carol-at-provider").url.path == "/"
-    assert _users(app) == {"carol": ("carol@example.com", {"chat-staff"})}
     app.manage(
         "shell",
         "-c",
         "from django.contrib.auth.models import Group, User\n"
-        "User.objects.get(username='carol').groups.add(Group.objects.get(name='reviewers'))",
+        f"User.objects.get(username={username!r}).groups.add(Group.objects.get_or_create(name='reviewers')[0])",
     )
 
     provider.set_directory(
-        {"carol": {**DIRECTORY["carol"], "email": "carol@new.example.com", "groups": ["chat-admins", "support"]}}
+        {**DIRECTORY, "dave": person("dave", email="dave@new.example.com", groups=["chat-admins", "support"])}
     )
-    assert Visitor(app.url).sign_on("carol", "carol-at-provider").url.path == "/"
-    assert _users(app) == {"carol": ("carol@new.example.com", {"chat-admins", "reviewers"})}
-    assert app.sql("SELECT count(*) FROM auth_user WHERE username LIKE 'carol%'") == [(1,)]
+    assert sign_on(app, "dave").url.path == "/"
+    assert user_of(app, provider, "dave") == (username, "dave@new.example.com", {"chat-admins", "reviewers"})
 
 
 def test_a_username_taken_by_a_local_account_gets_a_number(start_app, provider):
     app = start_app()
-    provider.set_directory({"carol": {**DIRECTORY["carol"], "preferred_username": "alice"}})
-    assert Visitor(app.url).sign_on("carol", "carol-at-provider").url.path == "/"
+    provider.set_directory({**DIRECTORY, "erin": person("erin", preferred_username="alice")})
+    assert sign_on(app, "erin").url.path == "/"
     # Not alice's account: one of its own.
-    assert list(_users(app)) == ["alice-2"]
+    username, _, _ = user_of(app, provider, "erin")
+    assert re.fullmatch(r"alice-\d+", username)
 
 
 def test_logging_out_ends_the_session_here_and_at_the_provider(start_app):
     app = start_app()
     visitor = Visitor(app.url)
-    visitor.sign_on("carol", "carol-at-provider")
+    visitor.sign_on("frank", "frank-at-provider")
     assert visitor.signed_in()
     landed = visitor.logout()
     steps = [str(r.url) for r in landed.history]
@@ -112,45 +135,54 @@ def test_logging_out_ends_the_session_here_and_at_the_provider(start_app):
     assert any("/o/logout/?id_token_hint=" in step for step in steps), steps
     assert landed.url.path == "/accounts/login/"
     assert not visitor.signed_in()
-    # The provider forgot carol too: signing in again asks for her password.
+    # The provider forgot frank too: signing in again asks for his password.
     assert "Example identity provider" in visitor.start_sign_on().text
 
 
-def test_refused_consent_shows_an_error_and_signs_nobody_in(start_app):
+def test_refused_consent_shows_an_error_and_signs_nobody_in(start_app, provider):
     app = start_app()
     visitor = Visitor(app.url)
-    landed = visitor.sign_on("carol", "carol-at-provider", consent=False)
+    landed = visitor.sign_on("grace", "grace-at-provider", consent=False)
     assert landed.url.path == "/accounts/login/"
     assert "Example ID did not sign you in." in landed.text
     assert not visitor.signed_in()
-    assert _users(app) == {}
+    assert user_of(app, provider, "grace") is None
+
+
+def _failures(app: LiveServer) -> int:
+    """Failed sign-ins from 127.0.0.1 that count toward its lockout."""
+    rows = app.sql("SELECT failures_since_start FROM axes_accessattempt WHERE ip_address = '127.0.0.1'")
+    return sum(failures for (failures,) in rows)
 
 
 def test_a_code_used_twice_is_refused(start_app):
     app = start_app()
-    visitor = Visitor(app.url)
-    landed = visitor.sign_on("carol", "carol-at-provider")
+    landed = sign_on(app, "heidi")
     [callback] = [r.url for r in landed.history if r.url.path == "/accounts/oidc/callback/"]
     assert "code=" in str(callback)
+    failures = _failures(app)
 
-    # Another browser that never started this sign-in.
+    # Another browser that never started a sign-in.
     stranger = Visitor(app.url)
     replayed = stranger.get(str(callback))
     assert "did not complete" in replayed.text
     assert not stranger.signed_in()
 
-    # A browser with a sign-in of its own under way, given the used code: the
-    # provider refuses it at the token endpoint.
+    # A browser with a sign-in of its own under way: the callback with another
+    # browser's state is refused (a sign-in forced on someone else) ...
     attacker = Visitor(app.url)
     attacker.get("/accounts/login/")
     started = attacker.http.get(f"{app.url}/accounts/oidc/authenticate/", follow_redirects=False)
+    assert "did not complete" in attacker.get(str(callback)).text
+    assert not attacker.signed_in()
+    # ... and with its own state, the used code is refused by the provider.
     state = httpx2.URL(started.headers["Location"]).params["state"]
     refused = attacker.get(f"/accounts/oidc/callback/?code={callback.params['code']}&state={state}")
     assert "did not complete" in refused.text
     assert not attacker.signed_in()
     assert "sign-in with Example ID refused: Get Token Error" in app.log_path.read_text()
-    # A failed sign-in counts toward its address's lockout, as a wrong password does.
-    assert app.sql("SELECT ip_address, failures_since_start FROM axes_accessattempt") == [("127.0.0.1", 1)]
+    # The refused code counts toward the address's lockout, as a wrong password does.
+    assert _failures(app) == failures + 1
 
 
 def test_an_expired_id_token_is_refused(live_server_factory, tmp_path_factory):
@@ -177,10 +209,10 @@ def test_a_slow_provider_holds_up_the_sign_in_only(start_app, provider):
     on SQLite all on one database thread, must not wait with it."""
     app = start_app()
     alice = Browserless(app.url, "alice", "alice-password")
-    provider.set_directory({"carol": {**DIRECTORY["carol"], "delay_seconds": 1.5}})
+    provider.set_directory({**DIRECTORY, "ivan": person("ivan", delay_seconds=1.5)})
     visitor = Visitor(app.url)
     consent = visitor.start_sign_on()
-    consent = visitor.submit(consent, {"username": "carol", "password": "carol-at-provider"})
+    consent = visitor.submit(consent, {"username": "ivan", "password": "ivan-at-provider"})
     signed_in = []
     sign_in = threading.Thread(target=lambda: signed_in.append(visitor.submit(consent, {"allow": "Authorize"})))
     started = time.monotonic()
@@ -229,7 +261,7 @@ def test_with_local_accounts_off_only_single_sign_on_signs_in(start_app):
     # The admin's login is the site's, whose single sign-on comes back to the admin.
     admin = visitor.get("/admin/")
     assert admin.url.path == "/accounts/login/" and admin.url.params["next"] == "/admin/"
-    assert visitor.sign_on("carol", "carol-at-provider").url.path == "/"
+    assert visitor.sign_on("judy", "judy-at-provider").url.path == "/"
 
 
 def test_start_up_stops_on_an_issuer_that_is_not_one(provider, tmp_path):
