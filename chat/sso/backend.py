@@ -8,7 +8,9 @@ import logging
 import jwt
 import requests
 from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import SuspiciousOperation
+from django.db import IntegrityError
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from chat.sso import accounts
@@ -20,10 +22,11 @@ class SignOnBackend(OIDCAuthenticationBackend):
     def authenticate(self, request, **kwargs):
         """The signed-in user, or None when the provider's answer does not hold:
         a code refused or used twice, a token expired, signed with another key,
-        issued by another issuer or for another client."""
+        issued by another issuer or for another client. (Or when two first
+        sign-ins at once want one username: the one refused signs in again.)"""
         try:
             return super().authenticate(request, **kwargs)
-        except (requests.RequestException, jwt.InvalidTokenError, SuspiciousOperation) as exc:
+        except (requests.RequestException, jwt.InvalidTokenError, SuspiciousOperation, IntegrityError) as exc:
             # Neither the tokens nor the client secret are in these messages.
             logger.warning("sign-in with %s refused: %s", settings.OIDC_PROVIDER_NAME, exc)
             return None
@@ -60,3 +63,9 @@ class SignOnBackend(OIDCAuthenticationBackend):
 
     def update_user(self, user, claims):
         return accounts.update_user(user, claims)
+
+    def get_user(self, user_id):
+        """The session's user, as Django's backend finds it: a user staff made
+        inactive is signed out at their next request (the library's would keep
+        them signed in)."""
+        return ModelBackend.get_user(self, user_id)
