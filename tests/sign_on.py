@@ -3,7 +3,9 @@ django-oauth-toolkit) in a process of its own, and a browser without a browser
 that signs in through it: it follows redirects and fills in the provider's forms
 as a person would."""
 
+import html
 import json
+import re
 import socket
 import sqlite3
 import subprocess
@@ -139,15 +141,19 @@ class Visitor:
         form = Form(page)
         return self.http.post(form.url, data={**form.fields, **values}, headers={"Referer": str(page.url)})
 
-    def start_sign_on(self) -> httpx2.Response:
-        """Click "Sign in with …" on the login page: the provider's page that follows."""
-        login = self.get("/accounts/login/")
-        assert "Sign in with Example ID" in login.text
-        return self.get("/accounts/oidc/authenticate/")
+    def start_sign_on(self, login: httpx2.Response | None = None) -> httpx2.Response:
+        """Click "Sign in with …" on the login page (`login`, else a fresh one): the
+        provider's page that follows."""
+        login = login or self.get("/accounts/login/")
+        link = re.search(r'href="([^"]+)">Sign in with Example ID<', login.text)
+        assert link, login.text
+        return self.get(html.unescape(link[1]))
 
-    def sign_on(self, username: str, password: str, *, consent: bool = True) -> httpx2.Response:
-        """Sign in with the provider, all the way back to the app."""
-        page = self.start_sign_on()
+    def sign_on(
+        self, username: str, password: str, *, consent: bool = True, login: httpx2.Response | None = None
+    ) -> httpx2.Response:
+        """Sign in with the provider from the login page, all the way back to the app."""
+        page = self.start_sign_on(login)
         if "Example identity provider" in page.text:
             page = self.submit(page, {"username": username, "password": password})
         assert "authorizationForm" in page.text, page.text

@@ -274,7 +274,7 @@ def test_local_accounts_still_sign_in_beside_single_sign_on(start_app):
     assert alice.http.get("/").status_code == 200
 
 
-def test_with_local_accounts_off_only_single_sign_on_signs_in(start_app):
+def test_with_local_accounts_off_only_single_sign_on_signs_in(start_app, provider):
     app = start_app(CHAT_LOCAL_LOGIN="0")
     visitor = Visitor(app.url)
     page = visitor.get("/accounts/login/")
@@ -298,10 +298,21 @@ def test_with_local_accounts_off_only_single_sign_on_signs_in(start_app):
         "print([b.authenticate(request, username='alice', password='alice-password') for b in get_backends()])"
     )
     assert app.manage("shell", "-c", check).strip().endswith("\n[None, None]")
-    # The admin's login is the site's, whose single sign-on comes back to the admin.
-    admin = visitor.get("/admin/")
-    assert admin.url.path == "/accounts/login/" and admin.url.params["next"] == "/admin/"
     assert visitor.sign_on("judy", "judy-at-provider").url.path == "/"
+
+    # Staff sign in to the admin with the provider too: its login is the site's,
+    # whose single sign-on comes back to the admin.
+    username, _, _ = user_of(app, provider, "judy")
+    app.manage(
+        "shell",
+        "-c",
+        f"from django.contrib.auth.models import User as U\nU.objects.filter(username={username!r}).update(is_staff=True)",
+    )
+    staff = Visitor(app.url)
+    login = staff.get("/admin/")
+    assert login.url.path == "/accounts/login/" and login.url.params["next"] == "/admin/"
+    admin = staff.sign_on("judy", "judy-at-provider", login=login)
+    assert admin.url.path == "/admin/" and "Site administration" in admin.text
 
 
 def test_start_up_stops_on_an_issuer_that_is_not_one(provider, tmp_path):
