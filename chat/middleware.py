@@ -1,12 +1,25 @@
 """Headers every response of the app carries, set once here rather than in each view."""
 
+from urllib.parse import urlsplit
+
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
 from django.utils.cache import patch_cache_control
+
+
+def _form_action() -> str:
+    """Where the page's forms may send the browser: this site, and the single
+    sign-on provider's end-session endpoint if there is one. Logging out posts a
+    form whose answer redirects there, and browsers hold each redirect after a
+    form to form-action (Chromium blocks the logout otherwise)."""
+    endpoint = urlsplit(settings.OIDC_OP_END_SESSION_ENDPOINT)
+    return f"'self' {endpoint.scheme}://{endpoint.netloc}" if endpoint.netloc else "'self'"
+
 
 POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
+    f"form-action {_form_action()}; frame-ancestors 'none'"
 )
 
 

@@ -2,8 +2,8 @@
 (Generation), the tool calls an answer made (and the user's approval of one that
 asks first), users' feedback, read-only share links; the models on offer
 (providers, their models), site-wide and personal instructions; the MCP servers
-staff registered, with the tools each lists; and the usage ledger, quotas and
-the audit trail."""
+staff registered, with the tools each lists; the usage ledger, quotas and the
+audit trail; and users' accounts at the single sign-on provider."""
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -606,3 +606,23 @@ class McpTool(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server.name}: {self.name}"
+
+
+class SignOnIdentity(models.Model):
+    """A user's account at the single sign-on provider: the issuer and its subject
+    (`sub`), which the provider never reuses or changes, unlike a username or an
+    email address. A sign-in finds its user by this, never by name or email, so an
+    account at the provider cannot take over a local account that shares its email."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sign_on_identities")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "single sign-on identity"
+        verbose_name_plural = "single sign-on identities"
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="sign_on_identity_once")]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

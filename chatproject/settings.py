@@ -184,6 +184,50 @@ AXES_DISABLE_ACCESS_LOG = True
 # chat/admin.py shows the attempts with what they lock.
 AXES_ENABLE_ADMIN = False
 
+# Single sign-on with OpenID Connect (mozilla-django-oidc), on when OIDC_ISSUER is
+# set. A user is found by the provider's subject (chat.models.SignOnIdentity) and
+# created at the first sign-in; OIDC_GROUPS_CLAIM maps the provider's groups to
+# Django groups at each sign-in (chat/sso/accounts.py).
+OIDC_ISSUER = env_url("OIDC_ISSUER", ("http", "https"))
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "single sign-on")
+OIDC_USERNAME_CLAIM = env_str("OIDC_USERNAME_CLAIM", "preferred_username")
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM")
+OIDC_GROUPS_PREFIX = env_str("OIDC_GROUPS_PREFIX")
+# Passwords of accounts kept here: off, only single sign-on signs anyone in, the
+# admin's login too.
+CHAT_LOCAL_LOGIN = env_bool("CHAT_LOCAL_LOGIN", True)
+OIDC_OP_END_SESSION_ENDPOINT = ""
+if OIDC_ISSUER:
+    from chatproject.oidc import discover
+
+    OIDC_RP_CLIENT_ID = env_str("OIDC_CLIENT_ID")
+    OIDC_RP_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET")
+    if not OIDC_RP_CLIENT_ID or not OIDC_RP_CLIENT_SECRET:
+        raise ImproperlyConfigured("OIDC_ISSUER is set: OIDC_CLIENT_ID and OIDC_CLIENT_SECRET must be set too.")
+    OIDC_RP_SCOPES = env_str("OIDC_SCOPES", "openid email profile")
+    OIDC_RP_SIGN_ALGO = env_str("OIDC_SIGN_ALGO", "RS256")
+    OIDC_USE_PKCE = True
+    # Seconds each request to the provider may take (discovery, token, keys, user info).
+    OIDC_TIMEOUT = env_number("OIDC_TIMEOUT", 10, minimum=0.1)
+    _discovered = discover(OIDC_ISSUER, OIDC_TIMEOUT)
+    # The issuer exactly as the provider spells it, which its ID tokens must carry.
+    OIDC_ISSUER = _discovered["issuer"]
+    OIDC_OP_AUTHORIZATION_ENDPOINT = _discovered["authorization_endpoint"]
+    OIDC_OP_TOKEN_ENDPOINT = _discovered["token_endpoint"]
+    OIDC_OP_USER_ENDPOINT = _discovered["userinfo_endpoint"]
+    OIDC_OP_JWKS_ENDPOINT = _discovered["jwks_uri"]
+    # Logging out also ends the provider's session where it offers that; the ID
+    # token is kept in the session as the hint that request needs.
+    OIDC_OP_END_SESSION_ENDPOINT = _discovered.get("end_session_endpoint", "")
+    OIDC_STORE_ID_TOKEN = bool(OIDC_OP_END_SESSION_ENDPOINT)
+    AUTHENTICATION_BACKENDS.append("chat.sso.backend.SignOnBackend")
+if not CHAT_LOCAL_LOGIN:
+    if not OIDC_ISSUER:
+        raise ImproperlyConfigured("CHAT_LOCAL_LOGIN=0 needs OIDC_ISSUER: nobody could sign in.")
+    # Without it no password signs in, here or in the admin, and sessions signed
+    # in with a password end.
+    AUTHENTICATION_BACKENDS.remove("django.contrib.auth.backends.ModelBackend")
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

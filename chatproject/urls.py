@@ -1,9 +1,11 @@
+from django.conf import settings
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
+from mozilla_django_oidc.views import OIDCAuthenticationRequestView
 
 from chat import dashboard, data_views, listing, sharing, stream, views
 from chat.mcp import views as mcp_views
+from chat.sso import views as sso_views
 
 
 class IdConverter:
@@ -55,9 +57,16 @@ conversation_urls = [
 # Logging in and out: the pages link nothing else. No mail is sent, so there is no
 # password reset; passwords are set in the admin or with manage.py changepassword.
 account_urls = [
-    path("login/", auth_views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/", sso_views.SignInView.as_view(), name="login"),
+    path("logout/", sso_views.SignOutView.as_view(), name="logout"),
 ]
+# Single sign-on, when OIDC_ISSUER is set: to the provider and back. The names
+# are mozilla-django-oidc's, which it reverses.
+if settings.OIDC_ISSUER:
+    account_urls += [
+        path("oidc/authenticate/", OIDCAuthenticationRequestView.as_view(), name="oidc_authentication_init"),
+        path("oidc/callback/", sso_views.SignOnCallback.as_view(), name="oidc_authentication_callback"),
+    ]
 
 # /settings/...: the user's own settings.
 settings_urls = [
@@ -80,6 +89,8 @@ urlpatterns = [
     path("data/import/", data_views.import_file, name="chat-import"),
     path("c/<id:conversation_id>/", include(conversation_urls)),
     path("accounts/", include(account_urls)),
+    # Before the admin's own: with local accounts off, its login is the site's.
+    path("admin/login/", sso_views.admin_login, name="chat-admin-login"),
     # Staff only, as every admin page (admin_view checks is_staff and the session).
     path("admin/dashboard/", admin.site.admin_view(dashboard.page), name="chat-dashboard"),
     path("admin/", admin.site.urls),

@@ -20,6 +20,11 @@ the process would wait behind it: on SQLite, with its one thread, an export of
 On their own thread staff wait only for each other, the process holds one
 connection more, and SQLite in WAL mode lets the answers' writes go on beside
 the export's reads.
+
+Single sign-on's callback has a thread of its own for the same reason: it waits
+on the provider (the code exchanged for tokens, the provider's keys, the user
+info: three requests of up to OIDC_TIMEOUT each) in the middle of its ORM calls.
+Sign-ins wait for each other there, never the answers.
 """
 
 import functools
@@ -33,6 +38,7 @@ from django.urls import reverse
 _executors = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"db-{i}") for i in range(settings.CHAT_DB_THREADS)]
 _turn = itertools.cycle(_executors)
 _staff_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-staff")
+_sign_on_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-sign-on")
 
 
 def shared_context() -> ThreadSensitiveContext:
@@ -45,6 +51,11 @@ def staff_context() -> ThreadSensitiveContext:
     return ThreadSensitiveContext(executor=_staff_executor)
 
 
+def sign_on_context() -> ThreadSensitiveContext:
+    """A context whose thread-sensitive calls run on single sign-on's thread."""
+    return ThreadSensitiveContext(executor=_sign_on_executor)
+
+
 @functools.cache
 def _staff_path() -> str:
     # Read from the URLconf at the first request (importing it here would import
@@ -53,14 +64,24 @@ def _staff_path() -> str:
     return reverse("admin:index")
 
 
-def _is_staff_path(scope) -> bool:
-    return scope["path"].removeprefix(scope.get("root_path", "")).startswith(_staff_path())
+@functools.cache
+def _sign_on_path() -> str | None:
+    return reverse("oidc_authentication_callback") if settings.OIDC_ISSUER else None
+
+
+def _context_for(scope) -> ThreadSensitiveContext:
+    path = scope["path"].removeprefix(scope.get("root_path", ""))
+    if path.startswith(_staff_path()):
+        return staff_context()
+    if _sign_on_path() and path.startswith(_sign_on_path()):
+        return sign_on_context()
+    return shared_context()
 
 
 class SharedDatabaseThreads:
     """ASGI middleware: the request inside runs its ORM calls on a shared thread,
-    or a staff page on the staff thread (Django's own per-request context then
-    defers to this one)."""
+    a staff page on the staff thread, single sign-on's callback on its own
+    (Django's own per-request context then defers to this one)."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -69,5 +90,5 @@ class SharedDatabaseThreads:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        async with staff_context() if _is_staff_path(scope) else shared_context():
+        async with _context_for(scope):
             await self.app(scope, receive, send)
