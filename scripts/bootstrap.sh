@@ -19,19 +19,24 @@ export PATH="$PWD/.venv/bin:$PATH"
 # wheel), so the test script installs it and `make run` does not wait for it.
 # Installed together with requirements.txt, so it never moves a version the app
 # pins. Without the multimodal library (LLAVA_BUILD), which a text model does not
-# use: a third less to compile. Returns non-zero when it cannot be installed.
+# use: a third less to compile. Returns non-zero when it cannot be installed; a
+# failed attempt is remembered, so that every later run does not wait for it again.
 install_model_requirements() {
   local stamp=.venv/.requirements-model.sha256 want
   want=$(cat requirements.txt requirements-model.txt | sha256sum | cut -d' ' -f1)
-  if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    return 0
-  fi
+  case "$(cat "$stamp" 2>/dev/null)" in
+    "$want") return 0 ;;
+    "failed $want")
+      echo "requirements-model.txt could not be installed before; remove $stamp to try again." >&2
+      return 1 ;;
+  esac
   echo "Installing requirements-model.txt (the first time it builds llama.cpp: a few minutes)."
   if CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" .venv/bin/python -m pip install --quiet \
       --disable-pip-version-check -r requirements.txt -r requirements-model.txt; then
     echo "$want" > "$stamp"
   else
-    echo "requirements-model.txt could not be installed (a C++ compiler and cmake are needed)." >&2
+    echo "failed $want" > "$stamp"
+    echo "requirements-model.txt could not be installed (building llama.cpp needs a C++ compiler and cmake)." >&2
     return 1
   fi
 }
