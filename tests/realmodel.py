@@ -115,12 +115,12 @@ class ModelServer(ServerProcess):
                 stderr=subprocess.STDOUT,
             )
         try:
-            wait_until(
-                self._lists_the_model,
-                timeout=self.STARTUP_TIMEOUT,
-                interval=0.2,
-                message=f"the model server did not answer in {self.STARTUP_TIMEOUT} s:\n{self.log()}",
-            )
+            wait_until(self._lists_the_model, timeout=self.STARTUP_TIMEOUT, interval=0.2)
+        except AssertionError:
+            self.stop()
+            raise AssertionError(
+                f"the model server did not answer in {self.STARTUP_TIMEOUT} s:\n{self.log()}"
+            ) from None
         except BaseException:
             self.stop()
             raise
