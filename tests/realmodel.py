@@ -70,7 +70,7 @@ class ModelServer(ServerProcess):
 
     # One thread. llama.cpp's threads wait for each other at every step of every
     # token, spinning; on two cores shared with the product, its database and the
-    # tests, two threads wrote some 2 tokens a second where one writes 20 or more.
+    # tests, two threads wrote some 2 tokens a second where one wrote 13 to 22.
     THREADS = 1
     # Enough for the product's system prompt, its tool definitions and a few
     # short turns; a small context loads fast and keeps the memory small.

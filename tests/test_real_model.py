@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.realmodel, pytest.mark.slow, pytest.mark.django_db(tra
 
 # Long enough that the answer is still being written when Stop comes.
 LONG = "Write a long, detailed essay about the history of the Roman Empire, in many sections with headings."
-# Generous bounds for two busy cores, where the model writes some 40-100 tokens a second.
+# Generous: on two busy cores the model writes some 10 to 20 tokens a second.
 ANSWER_TIMEOUT = 60
 
 
