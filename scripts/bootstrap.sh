@@ -19,7 +19,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 # wheel), so the test script installs it and `make run` does not wait for it.
 # Installed together with requirements.txt, so it never moves a version the app
 # pins. Without the multimodal library (LLAVA_BUILD), which a text model does not
-# use: a third less to compile. Returns non-zero when it cannot be installed; a
+# use: about a fifth less to compile. Returns non-zero when it cannot be installed; a
 # failed attempt is remembered, so that every later run does not wait for it again.
 install_model_requirements() {
   local stamp=.venv/.requirements-model.sha256 want
