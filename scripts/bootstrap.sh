@@ -19,8 +19,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 # wheel), so the test script installs it and `make run` does not wait for it.
 # Installed together with requirements.txt, so it never moves a version the app
 # pins. Without the multimodal library (LLAVA_BUILD), which a text model does not
-# use: about a fifth less to compile. Returns non-zero when it cannot be installed; a
-# failed attempt is remembered, so that every later run does not wait for it again.
+# use: about a fifth less to compile. Returns non-zero when it cannot be
+# installed; a failed attempt is remembered, so that later runs do not wait for
+# it again.
 install_model_requirements() {
   local stamp=.venv/.requirements-model.sha256 want
   want=$(cat requirements.txt requirements-model.txt | sha256sum | cut -d' ' -f1)

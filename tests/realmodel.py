@@ -135,9 +135,13 @@ class ModelServer(ServerProcess):
             return False
         return response.status_code == 200
 
+    def output(self) -> str:
+        """What the server has written to its stdout and stderr so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
     def log(self) -> str:
         """The end of the server's output, for a failure's message."""
-        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+        return self.output()[-4000:]
 
     def __enter__(self) -> "ModelServer":
         return self.start()

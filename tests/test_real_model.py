@@ -21,6 +21,8 @@ pytestmark = [pytest.mark.realmodel, pytest.mark.slow, pytest.mark.django_db(tra
 
 # Long enough that the answer is still being written when Stop comes.
 LONG = "Write a long, detailed essay about the history of the Roman Empire, in many sections with headings."
+# What llama-cpp-python's server prints when a streamed request is closed.
+SERVER_SAW_A_CLOSED_REQUEST = "Disconnected from client"
 # Generous: on two busy cores the model writes some 10 to 20 tokens a second.
 ANSWER_TIMEOUT = 60
 
@@ -59,9 +61,15 @@ async def test_an_answer_streams_in_order_and_is_stored_as_streamed(real_model, 
 
 async def test_stop_ends_the_answer_and_keeps_its_text(real_model, settings, alice_async, conversation):
     settings.CHAT_MAX_TOKENS = 1024
+    disconnects = real_model.output().count(SERVER_SAW_A_CLOSED_REQUEST)
     stopped = await _stopped(alice_async, conversation)
     assert (stopped.status, stopped.stop_reason) == ("stopped", "user_stop")
     assert stopped.content.strip()
+    # The request was closed, so the server stopped writing (as it says).
+    await wait_until_async(
+        lambda: real_model.output().count(SERVER_SAW_A_CLOSED_REQUEST) > disconnects,
+        message="the model server went on writing the stopped answer",
+    )
     # Everything streamed before the Stop is what was kept.
     frames = await read_stream(alice_async, stopped)
     assert texts(frames) == shown(stopped.content)
