@@ -20,6 +20,7 @@ from chat.rendering import escape_text
 from tests.live import LiveServer
 from tests.live_page import LivePage
 from tests.openai_stub import OpenAIStub
+from tests.realmodel import MODEL_ALIAS, ModelServer, model_file, skip_or_fail_without_model
 from tests.sse_client import Frame, parse
 
 
@@ -48,6 +49,30 @@ def fresh_event_log(settings):
 def openai_stub_server():
     with OpenAIStub() as stub:
         yield stub
+
+
+@pytest.fixture(scope="session")
+def real_model_server(tmp_path_factory):
+    """A real model behind llama-cpp-python's OpenAI-compatible server, started
+    once per test session (skipped, or failed under REQUIRE_SERVICES=1, when it
+    is not installed)."""
+    skip_or_fail_without_model()
+    with ModelServer(tmp_path_factory.mktemp("real-model"), model_file()) as server:
+        yield server
+
+
+@pytest.fixture
+def real_model(real_model_server, settings):
+    """The product's model settings pointed at the real model server."""
+    settings.OPENAI_API_KEY = "test-key"
+    settings.OPENAI_BASE_URL = real_model_server.base_url
+    settings.CHAT_MODEL = MODEL_ALIAS
+    settings.CHAT_MAX_RETRIES = 0
+    # Text reaches the database and the stream soon, so a test can stop the answer
+    # while it is being written.
+    settings.CHAT_FLUSH_INTERVAL = 0.05
+    settings.CHAT_STREAM_POLL = 0.1
+    return real_model_server
 
 
 LIVE_USERS = {"alice": "alice-password", "bob": "bob-password"}
