@@ -9,8 +9,10 @@ Marked `realmodel` (and `slow`: it starts a server process): run alone with
 import re
 
 import pytest
+from asgiref.sync import sync_to_async
 
-from chat.models import Generation, Message
+from chat.models import Generation, Message, OfferedModel, Provider
+from chat.provider.catalog import environment_choice
 from chat.provider.client import get_client
 from tests.conftest import HTMX, finished, live_page, read_stream, send, shown, texts
 from tests.live_page import LivePage
@@ -100,6 +102,42 @@ async def test_a_stopped_answer_continues_where_it_stopped(real_model, settings,
     assert offsets == [0, len(partial)]
 
 
-async def test_the_configured_endpoint_lists_the_model(real_model):
-    listed = [model.id async for model in get_client().models.list()]
+async def test_the_environments_endpoint_lists_the_model(real_model):
+    listed = [model.id async for model in get_client(environment_choice()).models.list()]
     assert MODEL_ALIAS in listed
+
+
+async def test_staff_list_the_servers_models_in_the_admin_and_a_user_picks_one(
+    real_model_server, admin_client, alice_async
+):
+    """The model list as staff see it: a provider pointed at the model server,
+    saved in the admin, lists its model; offered under a label, it answers a
+    prompt sent with it picked."""
+    response = await sync_to_async(admin_client.post)(
+        "/admin/chat/provider/add/",
+        {
+            "name": "Local llama.cpp",
+            "base_url": real_model_server.base_url,
+            "enabled": "on",
+            "api_key": "",
+            "api_key_env": "",
+            "offered_models-TOTAL_FORMS": "0",
+            "offered_models-INITIAL_FORMS": "0",
+        },
+        follow=True,
+    )
+    assert "Local llama.cpp: 1 models listed." in response.content.decode()
+    provider = await Provider.objects.aget()
+    assert provider.listed_models == [MODEL_ALIAS] and not provider.list_error
+
+    offered = await OfferedModel.objects.acreate(
+        provider=provider, model_id=MODEL_ALIAS, label="SmolLM2 (local)", context_length=2048, max_tokens=32
+    )
+    page = (await alice_async.get("/")).content.decode()
+    assert f'<option value="{offered.pk}" selected>SmolLM2 (local)</option>' in page
+    response = await alice_async.post("/c/new/", {"prompt": "Say hello.", "model": offered.pk}, headers=HTMX)
+    assert response.status_code == 200
+    answer = await Message.objects.filter(role="assistant").alatest("id")
+    answer = await finished(answer.pk, timeout=ANSWER_TIMEOUT)
+    assert (answer.model, answer.model_option_id) == (MODEL_ALIAS, offered.pk)
+    assert answer.status in ("complete", "stopped") and answer.content.strip(), answer.error
