@@ -476,19 +476,10 @@ class MessageAdmin(ReviewAdmin):
 
 
 @admin.register(Feedback)
-class FeedbackAdmin(admin.ModelAdmin):
+class FeedbackAdmin(audit.ReadOnlyAdmin):
     list_display = ["message", "rating", "comment", "user", "created_at"]
     list_filter = ["rating"]
     list_select_related = ["message", "user"]
     ordering = ["-created_at", "-id"]
     list_per_page = 50
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

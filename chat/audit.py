@@ -81,16 +81,9 @@ class AuditedAdmin(admin.ModelAdmin):
         super().delete_queryset(request, queryset)
 
 
-@admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
-    """Read-only and append-only: nobody changes or deletes an entry here."""
-
-    list_display = ["at", "actor_name", "action", "target_type", "target", "address"]
-    list_filter = ["action", "target_type", ("actor", admin.RelatedOnlyFieldListFilter)]
-    search_fields = ["actor_name", "target", "detail"]
-    date_hierarchy = "at"
-    list_per_page = 100
-    show_full_result_count = False
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records nobody adds, changes or deletes in the admin: the audit trail, the
+    usage ledger, users' feedback."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -100,3 +93,15 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    """Append-only: nobody changes or deletes an entry here."""
+
+    list_display = ["at", "actor_name", "action", "target_type", "target", "address"]
+    list_filter = ["action", "target_type", ("actor", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["actor_name", "target", "detail"]
+    date_hierarchy = "at"
+    list_per_page = 100
+    show_full_result_count = False

@@ -131,6 +131,20 @@ class ToolCard:
             return self.arguments
 
     @classmethod
+    def from_event(cls, message_id: int, data: dict, state: str, **finished) -> "ToolCard":
+        """The card a tool event shows (`finished`: a result's fields)."""
+        return cls(
+            message_id,
+            data["call_id"],
+            data["name"],
+            data.get("arguments", ""),
+            state,
+            server=data.get("server", ""),
+            approval=data.get("approval", ""),
+            **finished,
+        )
+
+    @classmethod
     def from_row(cls, call: ToolCall, *, upto_seq: int | None = None) -> "ToolCard":
         # A call ended by an interruption has a final state but no result event.
         if call.result_seq is None:
@@ -170,40 +184,20 @@ def event_fragment(message_id: int, event: events.Event) -> str:
         return reasoning_delta_fragment(message_id, data)
     if event.type == events.TOOL_START:
         # The text before the card is settled with it, and the open part starts afresh.
-        card = ToolCard(
-            message_id,
-            data["call_id"],
-            data["name"],
-            data.get("arguments", ""),
-            ToolCall.State.RUNNING,
-            server=data.get("server", ""),
-        )
+        card = ToolCard.from_event(message_id, data, ToolCall.State.RUNNING)
         return data.get("settled", "") + tool_card_html(card) + open_part_html(message_id, ("", "", ""), oob=True)
     if event.type == events.TOOL_APPROVAL:
-        card = ToolCard(
-            message_id,
-            data["call_id"],
-            data["name"],
-            data.get("arguments", ""),
-            ToolCall.State.RUNNING,
-            server=data.get("server", ""),
-            approval=data.get("approval", ""),
-            row_id=data.get("id"),
-        )
+        card = ToolCard.from_event(message_id, data, ToolCall.State.RUNNING, row_id=data.get("id"))
         return tool_card_html(card, oob=True)
     if event.type == events.TOOL_RESULT:
         state = ToolCall.State.ERROR if "error" in data else ToolCall.State.OK
-        card = ToolCard(
+        card = ToolCard.from_event(
             message_id,
-            data["call_id"],
-            data["name"],
-            data.get("arguments", ""),
+            data,
             state,
             result=data.get("result", ""),
             error=data.get("error", ""),
             duration_ms=data.get("duration_ms"),
-            server=data.get("server", ""),
-            approval=data.get("approval", ""),
         )
         return tool_card_html(card, oob=True)
     raise ValueError(f"{event.type} events are rendered from the stored message")

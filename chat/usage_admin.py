@@ -2,9 +2,8 @@
 are in the audit trail), and the usage ledger itself, which is read-only."""
 
 from django.contrib import admin
-from django.http import HttpRequest
 
-from chat.audit import AuditedAdmin
+from chat.audit import AuditedAdmin, ReadOnlyAdmin
 from chat.models import ModelPrice, Quota, UsageEntry
 
 
@@ -33,7 +32,7 @@ class ModelPriceAdmin(AuditedAdmin):
 
 
 @admin.register(UsageEntry)
-class UsageEntryAdmin(admin.ModelAdmin):
+class UsageEntryAdmin(ReadOnlyAdmin):
     """The ledger is append-only: read here, never changed or deleted."""
 
     list_display = [
@@ -53,12 +52,3 @@ class UsageEntryAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_per_page = 100
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

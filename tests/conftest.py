@@ -116,6 +116,16 @@ def live_server_factory(tmp_path, live_db_template, openai_stub_server):
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def web():
+    """The tests' streamable HTTP MCP server (tests/mcp_servers.py), one per module."""
+    from tests.mcp_servers import HttpMcpServer
+
+    server = HttpMcpServer()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def stub(openai_stub_server, settings):
     """The real `openai` client pointed at the local OpenAI-compatible stub."""

@@ -97,3 +97,25 @@ def stdio_server_processes(parent: int | None = None) -> list[int]:
         if b"mcp-server-" in cmdline and state != "Z":
             found.append(pid)
     return found
+
+
+def register_live(live, name: str, policy: str, fields: str) -> None:
+    """As staff would, on a live server's database: the MCP server stored
+    (`fields`, Python keyword arguments), checked by the product, its tools'
+    policy set."""
+    live.manage(
+        "shell",
+        "-c",
+        "from asgiref.sync import async_to_sync\n"
+        "from chat.mcp.discovery import check_server\n"
+        "from chat.mcp.secrets import encrypt_map\n"
+        "from chat.models import McpServer, McpTool\n"
+        f"s = McpServer.objects.create(name={name!r}, everyone=True, {fields})\n"
+        "async_to_sync(check_server)(s)\n"
+        "assert s.state == 'ok', s.state_detail\n"
+        f"McpTool.objects.filter(server=s).update(policy={policy!r})\n",
+    )
+
+
+# The events of an answer whose one tool call asked, was approved and ran.
+APPROVED_CALL_EVENTS = ["tool_start", "tool_approval", "tool_approval", "tool_result", "text_delta", "done"]

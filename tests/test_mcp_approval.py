@@ -15,18 +15,14 @@ from chat.mcp import approval
 from chat.models import Approval, McpTool, Message, Status, ToolCall
 from chat.rendering import render_message
 from tests.conftest import HTMX, finished, read_stream, send
-from tests.mcp_servers import HttpMcpServer, http_server
+from tests.mcp_servers import (
+    APPROVED_CALL_EVENTS,
+    http_server,
+)
 from tests.openai_stub import Stream, ToolCallPart
 from tests.waiting import wait_until_async
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast")]
-
-
-@pytest.fixture(scope="module")
-def web():
-    server = HttpMcpServer()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -77,14 +73,7 @@ async def test_approved_from_another_session_the_tool_runs_and_the_answer_goes_o
     assert "&lt;b&gt;hi&lt;/b&gt;" in page and "<b>hi" not in page
     assert (await decide(alice_elsewhere, call, "approve")).status_code == 204
     frames = await reading
-    assert [f.event for f in frames] == [
-        "tool_start",
-        "tool_approval",
-        "tool_approval",
-        "tool_result",
-        "text_delta",
-        "done",
-    ]
+    assert [f.event for f in frames] == APPROVED_CALL_EVENTS
     assert "Approve" in frames[1].data and "Deny" in frames[1].data and 'hx-swap-oob="outerHTML"' in frames[1].data
     assert "Approve" not in frames[2].data and "approved, running" in frames[2].data
     assert "&lt;b&gt;hi&lt;/b&gt;" in frames[3].data

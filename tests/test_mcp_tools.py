@@ -22,7 +22,6 @@ from tests.mcp_servers import (
     BIN,
     ROOT,
     TOKEN,
-    HttpMcpServer,
     http_server,
     register,
     stdio_server_processes,
@@ -32,13 +31,6 @@ from tests.openai_stub import Stream, ToolCallPart
 from tests.waiting import wait_until_async
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast")]
-
-
-@pytest.fixture(scope="module")
-def web():
-    server = HttpMcpServer()
-    yield server
-    server.stop()
 
 
 def call(name: str, arguments: dict, call_id: str = "call_1", index: int = 0) -> list[ToolCallPart]:

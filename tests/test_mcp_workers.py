@@ -10,7 +10,13 @@ import pytest
 from chat.mcp.approval import DECISION_POLL
 from tests import test_many_workers as many_workers
 from tests.live import Browserless
-from tests.mcp_servers import BIN, TOKEN, HttpMcpServer, stdio_server_processes
+from tests.mcp_servers import (
+    APPROVED_CALL_EVENTS,
+    BIN,
+    TOKEN,
+    register_live,
+    stdio_server_processes,
+)
 from tests.openai_stub import Stream, ToolCallPart
 from tests.test_live_resume import WORDS
 from tests.waiting import wait_until
@@ -23,30 +29,6 @@ shared_redis = many_workers.shared_redis
 workers = many_workers.workers
 
 
-@pytest.fixture(scope="module")
-def web():
-    server = HttpMcpServer()
-    yield server
-    server.stop()
-
-
-def register(worker, name: str, policy: str, fields: str) -> None:
-    """As staff would: the server stored (`fields`, Python keyword arguments),
-    checked by the product, its tools' policy set."""
-    worker.manage(
-        "shell",
-        "-c",
-        "from asgiref.sync import async_to_sync\n"
-        "from chat.mcp.discovery import check_server\n"
-        "from chat.mcp.secrets import encrypt_map\n"
-        "from chat.models import McpServer, McpTool\n"
-        f"s = McpServer.objects.create(name={name!r}, everyone=True, {fields})\n"
-        "async_to_sync(check_server)(s)\n"
-        "assert s.state == 'ok', s.state_detail\n"
-        f"McpTool.objects.filter(server=s).update(policy={policy!r})\n",
-    )
-
-
 def call(name: str, arguments: str) -> Stream:
     return Stream(
         [ToolCallPart(0, id="call_1", name=name), ToolCallPart(0, arguments=arguments)], finish_reason="tool_calls"
@@ -56,7 +38,7 @@ def call(name: str, arguments: str) -> Stream:
 def test_a_call_generated_on_one_worker_is_approved_on_the_other(workers, web, openai_stub_server):
     first, second = workers
     headers = f"encrypt_map({{'Authorization': 'Bearer {TOKEN}'}})"
-    register(first, "web", "ask", f"transport='http', url={web.url!r}, headers_encrypted={headers}")
+    register_live(first, "web", "ask", f"transport='http', url={web.url!r}, headers_encrypted={headers}")
     openai_stub_server.script(call("web__echo", '{"text": "from the other worker"}'), Stream(["Echoed."]))
     alice = Browserless(first.url, "alice", "alice-password")
     conversation_id, message_id = alice.new_conversation("Echo it")
@@ -73,19 +55,12 @@ def test_a_call_generated_on_one_worker_is_approved_on_the_other(workers, web, o
     row = first.sql("SELECT approval, state, result FROM chat_toolcall WHERE id = ?", call_id)[0]
     assert row == ("approved", "ok", "from the other worker")
     frames = list(alice.use(second.url).frames(conversation_id, message_id))
-    assert [f.event for f in frames] == [
-        "tool_start",
-        "tool_approval",
-        "tool_approval",
-        "tool_result",
-        "text_delta",
-        "done",
-    ]
+    assert [f.event for f in frames] == APPROVED_CALL_EVENTS
 
 
 def test_a_worker_shutdown_leaves_no_stdio_server_behind(start_worker, shared_redis, openai_stub_server):
     worker = start_worker(shared_redis)
-    register(worker, "clock", "run", f"command={str(BIN / 'mcp-server-time') + ' --local-timezone UTC'!r}")
+    register_live(worker, "clock", "run", f"command={str(BIN / 'mcp-server-time') + ' --local-timezone UTC'!r}")
     # The model's second reply takes its time: the answer, and its session with
     # the server, are still open when the worker is told to stop.
     openai_stub_server.script(call("clock__get_current_time", '{"timezone": "UTC"}'), Stream(WORDS, delay=0.5))

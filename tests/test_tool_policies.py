@@ -7,6 +7,7 @@ import pytest
 
 from chat.models import Approval, BuiltinTool, ToolCall
 from tests.conftest import HTMX, finished, read_stream, send
+from tests.mcp_servers import APPROVED_CALL_EVENTS
 from tests.openai_stub import Stream, ToolCallPart
 from tests.waiting import wait_until_async
 
@@ -45,14 +46,7 @@ async def test_a_built_in_tool_that_asks_runs_once_approved(stub, alice_async, c
     response = await alice_async.post(f"/tools/{call.pk}/decide/", {"decision": "approve"}, headers=HTMX)
     assert response.status_code == 204
     frames = await reading
-    assert [f.event for f in frames] == [
-        "tool_start",
-        "tool_approval",
-        "tool_approval",
-        "tool_result",
-        "text_delta",
-        "done",
-    ]
+    assert [f.event for f in frames] == APPROVED_CALL_EVENTS
     row = await ToolCall.objects.aget(pk=call.pk)
     assert (row.approval, row.state, row.result) == ("approved", "ok", "42")
 

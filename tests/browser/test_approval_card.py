@@ -4,33 +4,18 @@ answer goes on. Against a real MCP server over streamable HTTP."""
 
 import pytest
 
-from tests.mcp_servers import TOKEN, HttpMcpServer
+from tests.mcp_servers import (
+    TOKEN,
+    register_live,
+)
 from tests.openai_stub import Stream, ToolCallPart
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def web():
-    server = HttpMcpServer()
-    yield server
-    server.stop()
-
-
 def test_a_card_asks_is_approved_and_shows_its_result(chat, web, openai_stub_server):
-    chat.live.manage(
-        "shell",
-        "-c",
-        "from asgiref.sync import async_to_sync\n"
-        "from chat.mcp.discovery import check_server\n"
-        "from chat.mcp.secrets import encrypt_map\n"
-        "from chat.models import McpServer, McpTool\n"
-        f"s = McpServer.objects.create(name='web', transport='http', url={web.url!r}, everyone=True,"
-        f" headers_encrypted=encrypt_map({{'Authorization': 'Bearer {TOKEN}'}}))\n"
-        "async_to_sync(check_server)(s)\n"
-        "assert s.state == 'ok', s.state_detail\n"
-        "McpTool.objects.filter(server=s).update(policy='ask')\n",
-    )
+    headers = f"encrypt_map({{'Authorization': 'Bearer {TOKEN}'}})"
+    register_live(chat.live, "web", "ask", f"transport='http', url={web.url!r}, headers_encrypted={headers}")
     openai_stub_server.script(
         Stream(
             [ToolCallPart(0, id="call_1", name="web__echo"), ToolCallPart(0, arguments='{"text": "<b>hello</b>"}')],
