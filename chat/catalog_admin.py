@@ -4,7 +4,7 @@ and its key each) with the models staff offer from them, the site's settings
 
 A provider's key is write-only: the form never shows it back, only whether one
 is set and its last four characters; it is stored encrypted
-(chat/provider/secrets.py). Saving a provider fetches its list of models, which
+(chat/secrets.py). Saving a provider fetches its list of models, which
 the offered models' form proposes; a provider that is down or refuses the key
 is said in one fixed sentence (chat/provider/catalog.py), never in the
 provider's own words, which may echo the key.

@@ -26,7 +26,7 @@ def _scale(largest: float) -> float:
 
 
 def _f(value: float) -> str:
-    # Formatted before format_html, which would escape a float into a string.
+    # A tenth of a pixel is enough: the full repr would lengthen every bar's markup.
     return f"{value:.1f}"
 
 
@@ -55,10 +55,10 @@ def stacked_bars(labels: list[str], series: list[tuple[str, str, list[float]]], 
                 format_html(
                     '<rect class="{}" x="{}" y="{}" width="{}" height="{}"><title>{}: {} {}</title></rect>',
                     css,
-                    x,
-                    y,
-                    bar,
-                    height,
+                    _f(x),
+                    _f(y),
+                    _f(bar),
+                    _f(height),
                     label,
                     _number(values[i]),
                     name,
@@ -69,7 +69,7 @@ def stacked_bars(labels: list[str], series: list[tuple[str, str, list[float]]], 
             parts.append(
                 format_html(
                     '<text class="axis" x="{}" y="{}" text-anchor="middle">{}</text>',
-                    x + bar / 2,
+                    _f(x + bar / 2),
                     HEIGHT - 6,
                     label,
                 )
@@ -111,5 +111,5 @@ def meter(value: float, largest: float, *, css: str = "bar-total") -> SafeString
     return format_html(
         '<svg class="meter" width="120" height="10" aria-hidden="true"><rect class="{}" width="{}" height="10"/></svg>',
         css,
-        width,
+        _f(width),
     )

@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import Case, Count, IntegerField, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce
@@ -220,7 +221,10 @@ def _with_meters(ranked: list[tuple[str, Totals]]) -> list[dict]:
 
 
 def page(request: HttpRequest) -> HttpResponse:
-    """Admin's dashboard (staff only: served through admin.site.admin_view)."""
+    """Admin's dashboard: staff (admin.site.admin_view) who may view the usage
+    ledger, whose figures it shows (every user's names, tokens and cost)."""
+    if not request.user.has_perm("chat.view_usageentry"):
+        raise PermissionDenied
     try:
         days = int(request.GET.get("days", 14))
     except ValueError:

@@ -4,6 +4,7 @@ imported (chat/portability.py)."""
 import json
 
 from django.conf import settings
+from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -45,4 +46,8 @@ def import_file(request: HttpRequest) -> HttpResponse:
         imported = portability.store(request.user, portability.read(upload.read()))
     except portability.ImportRefused as refused:
         return _page(request, status=400, refused=str(refused))
+    except IntegrityError:
+        # The same file imported at the same moment by another request: its
+        # conversations are there (or will be) once; this one stored nothing.
+        return _page(request, status=409, refused="That file is being imported already. Reload in a moment.")
     return _page(request, imported=imported)

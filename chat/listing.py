@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from chat import search as fulltext
 from chat.models import Conversation
 from chat.ownership import conversation_for, conversations_of
+from chat.provider import catalog
 from chat.serving.login import login_required
 
 PAGE_SIZE = 100
@@ -100,7 +101,7 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest("That is not a place in the list.")
     context = {"page": page, "current": _on_screen(request), "archived_view": archived}
     if not request.htmx:
-        return render(request, "chat/page.html", {**context, "pinned": [], "messages": []})
+        return _page(request, {**context, "pinned": []})
     return render(request, "chat/page.html#conversation_page", context)
 
 
@@ -108,7 +109,7 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def archived(request: HttpRequest) -> HttpResponse:
     """The page with the archived conversations in the list."""
-    return render(request, "chat/page.html", {**sidebar_context(request.user, archived=True), "messages": []})
+    return _page(request, sidebar_context(request.user, archived=True))
 
 
 def _lists_changed(request: HttpRequest, conversation: Conversation) -> HttpResponse:
@@ -155,4 +156,10 @@ def search(request: HttpRequest) -> HttpResponse:
     context = {"query": query, "hits": hits, "searched": bool(fulltext.parse(query))}
     if request.htmx:
         return render(request, "chat/_search_results.html", context)
-    return render(request, "chat/page.html", {**sidebar_context(request.user), **context, "messages": []})
+    return _page(request, {**sidebar_context(request.user), **context})
+
+
+def _page(request: HttpRequest, context: dict) -> HttpResponse:
+    """A whole page around the list: no conversation on screen, and a composer
+    with its model picker that starts a new one."""
+    return render(request, "chat/page.html", {**context, "messages": [], "picker": catalog.picker(None)})

@@ -171,7 +171,7 @@ def read(data: bytes) -> list[Incoming]:
     check_size(len(data))
     try:
         document = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise ImportRefused(
             "The file is not JSON: choose an export of this site or ChatGPT's conversations.json."
         ) from None
@@ -199,6 +199,21 @@ def _text(value, what: str, *, blank: bool = True) -> str:
     if not isinstance(value, str):
         raise ImportRefused(f"{what} must be text.")
     return storable(value)
+
+
+def _id(value, what: str) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ImportRefused(f"{what} must be a message's id.")
+
+
+def _content(text: str, what: str) -> str:
+    """A message's text, refused past the longest an answer may be here (what
+    every page that shows it renders)."""
+    limit = max(settings.CHAT_MAX_ANSWER_CHARS, settings.CHAT_MAX_PROMPT_CHARS)
+    if len(text) > limit:
+        raise ImportRefused(f"{what} is {len(text):,} characters long; the most a message may have is {limit:,}.")
+    return text
 
 
 def _time(value, what: str) -> datetime | None:
@@ -273,7 +288,7 @@ def _own(data, number: int) -> Incoming:
             raise ImportRefused(f"{what}: unknown stop reason {stop_reason!r:.40}.")
         node = Node(
             role=role,
-            content=_text(m.get("content"), f"{what}'s content"),
+            content=_content(_text(m.get("content"), f"{what}'s content"), what),
             created_at=_time(m.get("created_at"), f"{what}'s created_at") or created_at,
             fields={
                 "reasoning": _text(m.get("reasoning"), f"{what}'s reasoning"),
@@ -290,10 +305,12 @@ def _own(data, number: int) -> Incoming:
             tool_calls=[_tool_call(c, what) for c in _list(m.get("tool_calls") or [], f"{what}'s tool_calls")],
             feedback=_feedback(m.get("feedback"), what),
         )
-        nodes[key], parents[key] = node, m.get("parent_id")
+        nodes[key], parents[key] = node, _id(m.get("parent_id"), f"{what}'s parent_id")
         order.append(key)
+    if not nodes:
+        raise ImportRefused(f"{where} has no messages.")
     roots = _forest(nodes, parents, order, where)
-    active = nodes.get(data.get("active_leaf_id"))
+    active = nodes.get(_id(data.get("active_leaf_id"), f"{where}'s active_leaf_id"))
     stamp = f"{original_id}:{created_at.isoformat()}"
     return Incoming(
         key="export:" + sha256(stamp.encode()).hexdigest()[:40],
@@ -378,6 +395,8 @@ def _chatgpt(data: dict, number: int) -> Incoming:
         if not isinstance(entry, dict):
             raise ImportRefused(f"{what} is not an object.")
         parent = entry.get("parent")
+        if parent is not None and not isinstance(parent, str):
+            raise ImportRefused(f"{what}: “parent” must be a node id.")
         if parent is not None and parent not in mapping:
             raise ImportRefused(f"{what} follows {parent!r:.50}, which is not in the mapping.")
         parents[key] = parent
@@ -393,7 +412,9 @@ def _chatgpt(data: dict, number: int) -> Incoming:
         text = _chatgpt_text(message, what)
         if not text:
             continue
-        model = (message.get("metadata") or {}).get("model_slug")
+        text = _content(text, what)
+        metadata = message.get("metadata") or {}
+        model = metadata.get("model_slug") if isinstance(metadata, dict) else None
         kept[key] = Node(
             role=role,
             content=text,

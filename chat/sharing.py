@@ -100,7 +100,8 @@ def share(request: HttpRequest, conversation_id: int) -> HttpResponse:
 def revoke(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = conversation_for(request, conversation_id)
     share_id = storable(request.POST.get("share", ""))
-    if share_id.isdigit():
+    # ASCII digits only: "²".isdigit() is true, and no id.
+    if share_id.isascii() and share_id.isdigit():
         conversation.shares.filter(pk=share_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
     return _panel(request, conversation)
 

@@ -277,7 +277,7 @@ CHAT_MODEL = env_str("CHAT_MODEL", "gpt-4o-mini" if OPENAI_API_KEY else "demo")
 CHAT_MAX_TOKENS = env_int("CHAT_MAX_TOKENS", 2048, minimum=1)
 # Provider keys kept in the database are encrypted with these Fernet keys (the
 # first encrypts, all decrypt: rotation); unset, with a key derived from
-# SECRET_KEY (chat/provider/secrets.py).
+# SECRET_KEY (chat/secrets.py).
 CHAT_ENCRYPTION_KEYS = env_fernet_keys("CHAT_ENCRYPTION_KEYS")
 # The SDK retries a failed request until the response starts; mid-stream
 # failures are ours to handle (see chat/provider/client.py).

@@ -155,7 +155,7 @@ def test_staff_set_each_tools_policy_in_the_server_page(admin_client):
         "transport": "stdio",
         "command": "unused",
         "headers": "",
-        "environment": "GITHUB_TOKEN=ghp_0123456789abcdefghij\nHOME_DIR=env:HOME",
+        "environment": "GITHUB_TOKEN=ghp_0123456789abcdefghij\nHOME_DIR=env:MCP_HOME",
         "tools-TOTAL_FORMS": "2",
         "tools-INITIAL_FORMS": "2",
     }
@@ -168,10 +168,43 @@ def test_staff_set_each_tools_policy_in_the_server_page(admin_client):
     server.refresh_from_db()
     assert decrypt_map(server.environment_encrypted) == {
         "GITHUB_TOKEN": "ghp_0123456789abcdefghij",
-        "HOME_DIR": "env:HOME",
+        "HOME_DIR": "env:MCP_HOME",
     }
     page = admin_client.get(f"/admin/chat/mcpserver/{server.pk}/change/").content.decode()
-    assert "GITHUB_TOKEN=••••ghij, HOME_DIR=env:HOME" in page and "0123456789abcdef" not in page
+    assert "GITHUB_TOKEN=••••ghij, HOME_DIR=env:MCP_HOME" in page and "0123456789abcdef" not in page
+
+
+def test_a_server_may_not_be_sent_the_workers_own_secrets(admin_client, monkeypatch):
+    """An env: value names an MCP_* variable only: SECRET_KEY, a provider's key
+    or the database's address are never read into a server's headers."""
+    data = {"name": "web", "transport": "http", "url": "https://tools.example/mcp", "environment": ""}
+    response = admin_client.post("/admin/chat/mcpserver/add/", {**data, "headers": "Authorization: env:SECRET_KEY"})
+    assert response.status_code == 200
+    assert "may only name a variable that starts with MCP_" in response.content.decode()
+    assert not McpServer.objects.exists()
+    # One stored before this rule is not sent either.
+    monkeypatch.setenv("MCP_TOKEN", "from-the-environment")
+    assert resolved({"A": "env:SECRET_KEY", "B": "env:MCP_TOKEN", "C": "plain"}) == {
+        "B": "from-the-environment",
+        "C": "plain",
+    }
+
+
+def test_only_superusers_register_or_change_a_server(client, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    staff = django_user_model.objects.create_user("staffer", password="x", is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__endswith="_mcpserver"))
+    server = McpServer.objects.create(name="time", command="mcp-server-time")
+    client.force_login(staff)
+    assert client.get(f"/admin/chat/mcpserver/{server.pk}/change/").status_code == 200  # may look
+    assert (
+        client.post(f"/admin/chat/mcpserver/{server.pk}/change/", {"name": "x", "command": "rm -rf /"}).status_code
+        == 403
+    )
+    assert client.get("/admin/chat/mcpserver/add/").status_code == 403
+    server.refresh_from_db()
+    assert server.command == "mcp-server-time"
 
 
 def test_an_mcp_call_is_exported_with_its_server_and_approval(alice, conversation):

@@ -13,11 +13,12 @@ from django.http import HttpRequest
 
 from chat.audit import AuditedAdmin
 from chat.mcp.discovery import check_server
-from chat.mcp.secrets import decrypt_map, encrypt_map, masked
+from chat.mcp.secrets import decrypt_map, encrypt_map, env_reference_allowed, masked
 from chat.models import McpServer, McpTool
 
 KEPT = (
-    "A value “env:NAME” is read from the worker's environment variable NAME when the server is reached. "
+    "A value “env:MCP_NAME” is read from the worker's environment variable MCP_NAME (only MCP_* ones) "
+    "when the server is reached. "
     "Stored encrypted and never shown back in full: leave empty to keep the stored ones, write “-” to remove them."
 )
 HEADERS_HELP = "For streamable HTTP: one header a line, “Name: value”, e.g. “Authorization: Bearer …”. " + KEPT
@@ -77,6 +78,11 @@ def _pairs(text: str, separator: str, what: str) -> dict[str, str] | None:
         name, found, value = line.partition(separator)
         if not found or not name.strip() or any(c in name.strip() for c in " \t"):
             raise forms.ValidationError(f"Not {what} line: “{masked(line.strip())}”")
+        if not env_reference_allowed(value.strip()):
+            raise forms.ValidationError(
+                f"“{name.strip()}”: an env: value may only name a variable that starts with MCP_ "
+                "(the worker's own secrets are never sent to a tool server)."
+            )
         pairs[name.strip()] = value.strip()
     return pairs
 
@@ -108,6 +114,17 @@ class McpServerAdmin(AuditedAdmin):
     ]
     inlines = [McpToolInline]
     actions = ["check_servers"]
+
+    # A stdio server's command runs on the worker, and a server is sent headers:
+    # only superusers register, change or remove one; other staff may look.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.is_superuser
 
     @admin.display(description="Stored headers")
     def stored_headers(self, server: McpServer) -> str:

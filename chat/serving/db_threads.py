@@ -25,6 +25,11 @@ Single sign-on's callback has a thread of its own for the same reason: it waits
 on the provider (the code exchanged for tokens, the provider's keys, the user
 info: three requests of up to OIDC_TIMEOUT each) in the middle of its ORM calls.
 Sign-ins wait for each other there, never the answers.
+
+A user's export and import of their own conversations (/data/export/,
+/data/import/: every branch, or up to CHAT_MAX_IMPORT_BYTES stored in one
+transaction) share a thread of their own too, for the same reason as staff's
+exports.
 """
 
 import functools
@@ -39,6 +44,7 @@ _executors = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"db-{i}") fo
 _turn = itertools.cycle(_executors)
 _staff_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-staff")
 _sign_on_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-sign-on")
+_data_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-data")
 
 
 def shared_context() -> ThreadSensitiveContext:
@@ -65,6 +71,11 @@ def _staff_path() -> str:
 
 
 @functools.cache
+def _data_paths() -> tuple[str, str]:
+    return reverse("chat-export"), reverse("chat-import")
+
+
+@functools.cache
 def _sign_on_path() -> str | None:
     return reverse("oidc_authentication_callback") if settings.OIDC_ISSUER else None
 
@@ -75,6 +86,8 @@ def _context_for(scope) -> ThreadSensitiveContext:
         return staff_context()
     if _sign_on_path() and path.startswith(_sign_on_path()):
         return sign_on_context()
+    if path.startswith(_data_paths()):
+        return ThreadSensitiveContext(executor=_data_executor)
     return shared_context()
 
 
