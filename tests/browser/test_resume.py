@@ -9,15 +9,22 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # Plain words, no Markdown syntax: the rendered answer reads exactly as stored.
 WORDS = [f"word{i} " for i in range(60)]
 
-# Every text the streaming answer shows, recorded on each change of the page.
+# Every text the streaming answer shows, recorded once the page is parsed (before
+# htmx opens the stream: this listener is added first) and on each change after.
+# Not while the parser is still writing the page: the answer's element exists,
+# empty, before its stored text is parsed into it.
 RECORD_LIVE_TEXT = """
 window.__liveTexts = [];
-new MutationObserver(() => {
+function recordLiveText() {
   const body = document.querySelector('#messages .msg.assistant:last-of-type .msg-body.live');
   if (!body) return;
   const text = body.textContent;
   if (window.__liveTexts[window.__liveTexts.length - 1] !== text) window.__liveTexts.push(text);
-}).observe(document, { childList: true, subtree: true, characterData: true });
+}
+document.addEventListener('DOMContentLoaded', () => {
+  recordLiveText();
+  new MutationObserver(recordLiveText).observe(document, { childList: true, subtree: true, characterData: true });
+});
 """
 
 
