@@ -56,6 +56,23 @@ class AnswerTooLong(Exception):
     pass
 
 
+# How long the end of an answer waits for its cancelled watchers (the Stop
+# request's blocking Redis read, the unwatched timer) to let go.
+LET_GO_SECONDS = 1.0
+
+
+async def _let_go(*tasks: asyncio.Task) -> None:
+    """Wait a moment for cancelled `tasks` to end, never longer: a blocking Redis
+    read being cancelled closes its connection, which has been seen to hang in
+    the client (a test on PostgreSQL + Redis waited for it forever), and the
+    answer's end must not wait on the event log's watcher."""
+    _, pending = await asyncio.wait(tasks, timeout=LET_GO_SECONDS)
+    for task in pending:
+        logger.warning("a cancelled watcher of an answer did not end in %g s: %s", LET_GO_SECONDS, task.get_name())
+        # Whatever it ends with later is read, so asyncio has nothing to report.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
 @dataclass
 class Setup:
     """What an answer starts with besides its rows, read when it was stored: the
@@ -158,7 +175,8 @@ class Answer:
                 task.cancel()
             # Cancelling `work` closes the provider's response: the provider stops
             # producing, not only the display.
-            await asyncio.gather(work, stop, unwatched, return_exceptions=True)
+            await asyncio.gather(work, return_exceptions=True)
+            await _let_go(stop, unwatched)
             try:
                 # No MCP server process outlives its answer, however it ended.
                 await self.tools.toolbox.close()
