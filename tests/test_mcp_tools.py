@@ -243,7 +243,9 @@ def test_staff_add_a_server_in_the_admin_of_a_running_server(live_server_factory
     live.manage(
         "shell",
         "-c",
-        "from django.contrib.auth.models import User\nUser.objects.create_superuser('staff', password='staff-pw')",
+        "from django.contrib.auth.models import User\n"
+        # Live servers share one database on PostgreSQL: the staff user may be there.
+        "User.objects.filter(username='staff').exists() or User.objects.create_superuser('staff', password='staff-pw')",
     )
     http = httpx2.Client(base_url=live.url, timeout=30)
     http.get("/admin/login/")
