@@ -5,6 +5,7 @@ openai client against the local stub, which scripts the model's tool calls."""
 
 import json
 import re
+import secrets
 import subprocess
 import sys
 
@@ -240,19 +241,19 @@ async def test_a_stdio_server_gets_its_own_environment_never_the_workers(stub, a
 def test_staff_add_a_server_in_the_admin_of_a_running_server(live_server_factory, web):
     """Through daphne: the admin's check reaches the server from the staff's thread."""
     live = live_server_factory()
+    # Names of this test's own: live servers share one database on PostgreSQL.
+    staff, name = f"staff-{secrets.token_hex(4)}", f"web-{secrets.token_hex(4)}"
     live.manage(
         "shell",
         "-c",
-        "from django.contrib.auth.models import User\n"
-        # Live servers share one database on PostgreSQL: the staff user may be there.
-        "User.objects.filter(username='staff').exists() or User.objects.create_superuser('staff', password='staff-pw')",
+        f"from django.contrib.auth.models import User\nUser.objects.create_superuser({staff!r}, password='staff-pw')",
     )
     http = httpx2.Client(base_url=live.url, timeout=30)
     http.get("/admin/login/")
-    login = {"username": "staff", "password": "staff-pw", "csrfmiddlewaretoken": http.cookies["csrftoken"]}
+    login = {"username": staff, "password": "staff-pw", "csrfmiddlewaretoken": http.cookies["csrftoken"]}
     assert http.post("/admin/login/", data=login, headers={"Referer": live.url + "/admin/login/"}).status_code == 302
     form = {
-        "name": "web",
+        "name": name,
         "transport": "http",
         "url": web.url,
         "headers": f"Authorization: Bearer {TOKEN}",
@@ -266,9 +267,14 @@ def test_staff_add_a_server_in_the_admin_of_a_running_server(live_server_factory
     assert response.status_code == 302, response.text[:3000]
     page = http.get(response.headers["Location"]).text
     messages = re.findall(r"<li class=\"(?:success|warning|info|error)\">(.*?)</li>", page, re.S)
-    assert "Server web: connected, 5 tools." in messages and TOKEN not in page, messages
-    assert live.sql("SELECT state FROM chat_mcpserver WHERE name = 'web'") == [("ok",)]
-    assert {row[0] for row in live.sql("SELECT name FROM chat_mcptool")} == {
+    assert f"Server {name}: connected, 5 tools." in messages and TOKEN not in page, messages
+    assert live.sql("SELECT state FROM chat_mcpserver WHERE name = ?", name) == [("ok",)]
+    assert {
+        row[0]
+        for row in live.sql(
+            "SELECT t.name FROM chat_mcptool t JOIN chat_mcpserver s ON s.id = t.server_id WHERE s.name = ?", name
+        )
+    } == {
         "echo",
         "fails",
         "slow",
