@@ -112,18 +112,7 @@ class MemoryEventLog:
         events = self._after(answer, cursor)
         if events or timeout <= 0:
             return events
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        answer.waiters.append(future)
-        # A timer that resolves the same future: wait_for would add a second
-        # future and its callbacks to every wait.
-        timer = loop.call_later(timeout, _resolve, future)
-        try:
-            await future
-        finally:
-            timer.cancel()
-            if future in answer.waiters:
-                answer.waiters.remove(future)
+        await _woken(answer.waiters, timeout)
         return self._after(answer, cursor)
 
     @staticmethod
@@ -167,16 +156,7 @@ class MemoryEventLog:
         answer = self._answer(message_id)
         if call_id in answer.decided:
             return
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        answer.decision_waiters.append(future)
-        timer = loop.call_later(timeout, _resolve, future)
-        try:
-            await future
-        finally:
-            timer.cancel()
-            if future in answer.decision_waiters:
-                answer.decision_waiters.remove(future)
+        await _woken(answer.decision_waiters, timeout)
 
     async def touch_viewer(self, message_id: int) -> None:
         self._answer(message_id).viewed_at = time.monotonic()
@@ -202,3 +182,19 @@ class MemoryEventLog:
             streams.pop(stream_id, None)
             if not streams:
                 del self._streams[user_id]
+
+
+async def _woken(waiters: list[asyncio.Future], timeout: float) -> None:
+    """Wait until a future put in `waiters` is resolved, or `timeout` passes."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    waiters.append(future)
+    # A timer that resolves the same future: wait_for would add a second
+    # future and its callbacks to every wait.
+    timer = loop.call_later(timeout, _resolve, future)
+    try:
+        await future
+    finally:
+        timer.cancel()
+        if future in waiters:
+            waiters.remove(future)
