@@ -48,6 +48,8 @@ class Answer:
     tokens: int = 0
     frames: int = 0
     terminal: str = ""
+    # When set (long answers): (receive time, tokens so far, body bytes so far) at every read.
+    progress: list[tuple[float, int, int]] | None = None
 
     seen: set[bytes] = field(default_factory=set, repr=False)
 
@@ -163,12 +165,14 @@ async def read_sse(
                 return answer
             decoder = _Chunked() if b"transfer-encoding: chunked" in head.lower() else None
             body = b""
+            received = 0
             while True:
                 data = await reader.read(1 << 20)
                 now = time.time()
                 if not data:
                     answer.error = "stream ended without a terminal frame"
                     return answer
+                received += len(data)
                 body += decoder.feed(data) if decoder is not None else data
                 while (end := body.find(b"\n\n")) >= 0:
                     block, body = body[:end], body[end + 2 :]
@@ -197,6 +201,8 @@ async def read_sse(
                         continue
                     if not answer.received(b"\n".join(payload), now):
                         return answer
+                if answer.progress is not None:
+                    answer.progress.append((now, answer.tokens, received))
                 if decoder is not None and decoder.ended:
                     answer.error = "stream ended without a terminal frame"
                     return answer
@@ -213,9 +219,11 @@ async def read_sse(
 class Browser:
     """What the page does, for one logged-in user (shared by many tabs)."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, stream_url: str | None = None) -> None:
+        """`stream_url`: another worker to read the streams from, as a proxy
+        without sticky sessions may send them (the production configuration)."""
         self.base_url = base_url
-        host_port = base_url.split("://", 1)[1]
+        host_port = (stream_url or base_url).split("://", 1)[1]
         self.host, port = host_port.rsplit(":", 1)
         self.port = int(port)
         self.http = httpx2.AsyncClient(
@@ -264,8 +272,10 @@ class Browser:
                 answer.received(response.text[start : end if end >= 0 else None].encode(), now, live=False)
         return url, ""
 
-    async def answer(self, tokens: int, rate: float, timeout: float = 60) -> Answer:
-        answer = Answer(started=time.time())
+    async def answer(self, tokens: int, rate: float, timeout: float = 60, answer: Answer | None = None) -> Answer:
+        """One answer as the page has it; `answer` (optional) is filled in as it
+        goes, for a caller that watches it."""
+        answer = answer or Answer(started=time.time())
         try:
             url, why = await self.start_answer(prompt_spec(tokens, rate), answer)
         except httpx2.HTTPError as exc:
@@ -298,8 +308,8 @@ class RelayClient:
         self.host, port = host_port.rsplit(":", 1)
         self.port = int(port)
 
-    async def answer(self, tokens: int, rate: float, timeout: float = 60) -> Answer:
-        answer = Answer(started=time.time())
+    async def answer(self, tokens: int, rate: float, timeout: float = 60, answer: Answer | None = None) -> Answer:
+        answer = answer or Answer(started=time.time())
         return await read_sse(
             self.host, self.port, f"/?tokens={tokens}&rate={rate:g}", answer, expect_tokens=tokens, timeout=timeout
         )

@@ -8,10 +8,12 @@ load generator's own loop lag and (product) the database writes. bench/run.py's
 docstring has the method in full.
 """
 
+import argparse
 import asyncio
 import contextlib
 import json
 import math
+import random
 import re
 import time
 from dataclasses import dataclass, field
@@ -21,7 +23,8 @@ from bench.client import Answer, Browser
 from bench.processes import Stub, client_cpu, cpu_pressure_us, cpu_seconds, rss_kb
 from tests.live import LiveServer
 
-LADDER = [1, 5, 10, 20, 40, 80, 160, 320, 640, 1280]
+# Steady load: N answers open on average; the search steps up this ladder, then bisects.
+LADDER = [10, 20, 40, 80, 160, 320, 640, 1280]
 
 # Answers one at a time (measure_costs): the long one's length and pace.
 COST_TOKENS = 200
@@ -70,10 +73,21 @@ class Level:
     answer_seconds: float | None = None
     sql: dict[str, int] | None = None  # statements the process ran during the level
     tries: int = 1
+    # Steady load: the figures are of the measuring window (time.time() bounds):
+    # tokens emitted in it, answers that started in it, CPU spent in it.
+    window: tuple[float, float] | None = None
+    ttft_limit: float | None = None  # steady load: time to first token p95 limit, s
+    # Production configuration: CPU seconds of each process in the window, and
+    # the counters of PostgreSQL and Redis over the whole level.
+    cpu_by_process: dict[str, float] | None = None
+    counters: dict[str, int] | None = None
+
+    def _in_window(self, emitted: float) -> bool:
+        return self.window is None or self.window[0] <= emitted < self.window[1]
 
     @property
     def live(self) -> list[float]:
-        return [x for a in self.answers for x in a.live]
+        return [x for a in self.answers for x, t in zip(a.live, a.live_emitted, strict=True) if self._in_window(t)]
 
     @property
     def all_tokens(self) -> list[float]:
@@ -92,8 +106,14 @@ class Level:
         return pct(self.live, 99)
 
     @property
+    def ttft_p95(self) -> float | None:
+        return pct(self.ttft_added, 95)
+
+    @property
     def passed(self) -> bool:
-        return self.failed == 0 and self.p99 is not None and self.p99 < self.p99_limit
+        if self.failed or self.p99 is None or self.p99 >= self.p99_limit:
+            return False
+        return self.ttft_limit is None or (self.ttft_p95 is not None and self.ttft_p95 < self.ttft_limit)
 
     @property
     def lag_p99(self) -> float | None:
@@ -106,7 +126,7 @@ class Level:
 
     @property
     def ttft_added(self) -> list[float]:
-        return [a.ttft_added for a in self.answers if a.ttft_added is not None]
+        return [a.ttft_added for a in self.answers if a.ttft_added is not None and self._in_window(a.started)]
 
     @property
     def tokens(self) -> int:
@@ -114,8 +134,10 @@ class Level:
 
     @property
     def answer_wall(self) -> float:
-        """Seconds the completed answers were open, first request to terminal frame."""
-        return sum(a.finished - a.started for a in self.answers if a.ok and a.finished)
+        """Seconds the completed answers were open, first request to terminal frame
+        (steady load: the part of it inside the window)."""
+        lo, hi = self.window or (-math.inf, math.inf)
+        return sum(max(0.0, min(a.finished, hi) - max(a.started, lo)) for a in self.answers if a.ok and a.finished)
 
     def cpu_pct(self, seconds: float) -> float:
         return 100 * seconds / self.wall if self.wall else 0.0
@@ -157,6 +179,7 @@ class Level:
             "max_ms": _ms_or_none(max(self.live, default=None)),
             "p99_all_tokens_ms": _ms_or_none(pct(self.all_tokens, 99)),
             "ttft_added_p50_ms": _ms_or_none(pct(self.ttft_added, 50)),
+            "ttft_added_p95_ms": _ms_or_none(self.ttft_p95),
             "ttft_added_max_ms": _ms_or_none(max(self.ttft_added, default=None)),
             "passed": self.passed,
             "wall_s": round(self.wall, 3),
@@ -178,6 +201,9 @@ class Level:
             "db_writes_per_answer_second": _round(self.per_answer_second(self.db_writes), 2),
             "sql_writes_per_answer_second": _round(self.per_answer_second(self.sql_writes), 2),
             "transactions_per_answer_second": _round(self.per_answer_second(self.transactions), 2),
+            "window": self.window,
+            "cpu_by_process_s": self.cpu_by_process,
+            "counters": self.counters,
         }
 
 
@@ -232,6 +258,10 @@ class Search:
 
 
 class Target:
+    """A server under test and the client that reads it. Its processes are the
+    daphne worker(s); a production target adds PostgreSQL and Redis
+    (bench/production.py)."""
+
     def __init__(self, name: str, server: LiveServer, client, stub: Stub, *, counts_db: bool, counts_sql: bool) -> None:
         self.name = name
         self.server = server
@@ -240,6 +270,7 @@ class Target:
         self.counts_db = counts_db
         self.counts_sql = counts_sql
         self.levels: dict[int, Level] = {}
+        self.alone: Level | None = None  # one answer at a time (--alone-rounds in a row)
         # Server CPU of answers one at a time (measure_costs).
         self.costs: dict[str, float | None] = {}
         self.rss_start_kb = 0
@@ -249,6 +280,21 @@ class Target:
     @property
     def pid(self) -> int:
         return self.server.process.pid
+
+    @property
+    def workers(self) -> list[LiveServer]:
+        return [self.server]
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of each of the target's processes."""
+        return {"daphne": cpu_seconds(self.pid)}
+
+    def rss_kb(self) -> int:
+        return sum(rss_kb(w.process.pid) for w in self.workers)
+
+    async def counters(self) -> dict[str, int] | None:
+        """Counters of the services behind the target (production only)."""
+        return None
 
     @property
     def capacity(self) -> int:
@@ -261,53 +307,100 @@ class Target:
     async def sql_counts(self) -> dict[str, int] | None:
         if not self.counts_sql:
             return None
-        try:
-            response = await self.client.http.get("/__bench__/sql")
-            return response.json()
-        except Exception:
-            return None
+        merged: dict[str, int] = {}
+        for worker in self.workers:
+            try:
+                response = await self.client.http.get(worker.url + "/__bench__/sql")
+            except Exception:
+                return None
+            for verb, count in response.json().items():
+                merged[verb] = merged.get(verb, 0) + count
+        return merged
 
 
-async def run_level(target: Target, n: int, args, rounds: int = 1) -> Level:
-    """N answers (`rounds` times over), spread over --ramp seconds, and what the
-    processes spent on them."""
-    pid, stub_pid = target.pid, target.stub.process.pid
-    log_offset = target.server.log_path.stat().st_size
+def poisson_arrivals(rate: float, duration: float, rng: random.Random) -> list[float]:
+    """Start times of a Poisson process of `rate` per second over `duration` s."""
+    times, t = [], rng.expovariate(rate)
+    while t < duration:
+        times.append(t)
+        t += rng.expovariate(rate)
+    return times
+
+
+def _diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before.get(k, 0) for k in after}
+
+
+async def run_level(target: Target, n: int, args, rounds: int = 1, *, steady: bool = False) -> Level:
+    """A level of N answers and what the processes spent on them.
+
+    Ramp (steady=False): N answers (`rounds` times over) spread over --ramp
+    seconds. Steady: answers arrive at random (a Poisson process) at N ÷ their
+    length per second, so that N are open on average; after one answer's length
+    of arrivals the load is steady, and the next --window seconds are measured
+    (tokens emitted in them, answers started in them, CPU spent in them); then
+    arrivals stop and the open answers finish."""
+    stub_pid = target.stub.process.pid
+    logs = {w.log_path: w.log_path.stat().st_size for w in target.workers}
     sql_before = await target.sql_counts()
-    sampler = _Sampler(pid)
+    counters_before = await target.counters()
+    sampler = _Sampler(target)
     sampling = asyncio.create_task(sampler.run())
+    length = args.tokens / args.rate
 
     async def one(delay: float) -> Answer:
         if delay:
             await asyncio.sleep(delay)
-        return await target.client.answer(args.tokens, args.rate, timeout=args.tokens / args.rate + 60)
+        return await target.client.answer(args.tokens, args.rate, timeout=length + 60)
 
-    s0, c0, t0, p0, w0 = cpu_seconds(pid), client_cpu(), cpu_seconds(stub_pid), cpu_pressure_us(), time.monotonic()
+    def snapshot() -> tuple:
+        return target.cpu(), client_cpu(), cpu_seconds(stub_pid), cpu_pressure_us(), time.monotonic(), time.time()
+
     answers: list[Answer] = []
-    for _ in range(rounds):
-        ramp = args.ramp if n > 1 else 0
-        answers += await asyncio.gather(*(one(ramp * i / n) for i in range(n)))
-    wall = time.monotonic() - w0
-    s1, c1, t1, p1 = cpu_seconds(pid), client_cpu(), cpu_seconds(stub_pid), cpu_pressure_us()
+    window = None
+    if steady:
+        warm = length
+        arrivals = poisson_arrivals(n / length, warm + args.window, random.Random(args.seed + n))
+        pending = [asyncio.create_task(one(at)) for at in arrivals]
+        await asyncio.sleep(warm)
+        before = snapshot()
+        await asyncio.sleep(args.window)
+        after = snapshot()
+        window = (before[5], after[5])
+        answers = list(await asyncio.gather(*pending))
+    else:
+        before = snapshot()
+        for _ in range(rounds):
+            ramp = args.ramp if n > 1 else 0
+            answers += await asyncio.gather(*(one(ramp * i / n) for i in range(n)))
+        after = snapshot()
+    cpu = _diff(after[0], before[0])
+    wall = after[4] - before[4]
+    p0, p1 = before[3], after[3]
     sampler.stop.set()
     await sampling
+    counters_after = await target.counters()
     level = Level(
         target=target.name,
         n=n,
         rounds=rounds,
         answers=answers,
         wall=wall,
-        server_cpu=s1 - s0,
-        client_cpu=c1 - c0,
-        stub_cpu=t1 - t0,
+        server_cpu=sum(cpu.values()),
+        client_cpu=after[1] - before[1],
+        stub_cpu=after[2] - before[2],
         rss_before_kb=sampler.rss_before_kb,
         rss_peak_kb=sampler.rss_peak_kb,
         p99_limit=args.p99_limit / 1000,
         pressure=None if p0 is None or p1 is None else (p1 - p0) / 1e6 / wall,
         loop_lag=sampler.lag,
+        window=window,
+        ttft_limit=args.ttft_limit / 1000 if steady else None,
+        cpu_by_process=cpu if len(cpu) > 1 else None,
+        counters=None if counters_before is None else _diff(counters_after, counters_before),
     )
     if target.counts_db:
-        await _count_database_writes(target, level, log_offset, sql_before)
+        await _count_database_writes(target, level, logs, sql_before)
     _print_level(level)
     await asyncio.sleep(args.settle)
     return level
@@ -317,32 +410,36 @@ class _Sampler:
     """Every 20 ms during a level: the server's memory, and this process's own
     event-loop lag (a late wake-up here means the receive timestamps are late too)."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.rss_before_kb = self.rss_peak_kb = rss_kb(pid)
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.rss_before_kb = self.rss_peak_kb = target.rss_kb()
         self.lag: list[float] = []
         self.stop = asyncio.Event()
 
     async def run(self) -> None:
         while not self.stop.is_set():
-            self.rss_peak_kb = max(self.rss_peak_kb, rss_kb(self.pid))
+            self.rss_peak_kb = max(self.rss_peak_kb, self.target.rss_kb())
             before = time.monotonic()
             await asyncio.sleep(0.02)
             self.lag.append(max(0.0, time.monotonic() - before - 0.02))
 
 
 async def _count_database_writes(
-    target: Target, level: Level, log_offset: int, sql_before: dict[str, int] | None
+    target: Target, level: Level, logs: dict[Path, int], sql_before: dict[str, int] | None
 ) -> None:
-    """The answers' own writes (their log lines) and the statements the process
-    ran during the level."""
+    """The answers' own writes (their log lines) and the statements the
+    process(es) ran during the level."""
+
+    def lines_now() -> list[dict]:
+        return [line for path, offset in logs.items() for line in answer_log_lines(path, offset)]
+
     # The per-answer log line is written just after the terminal event.
     started = sum(1 for a in level.answers if a.stream_sent is not None)
     deadline = time.monotonic() + 3
-    lines = answer_log_lines(target.server.log_path, log_offset)
+    lines = lines_now()
     while len(lines) < started and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-        lines = answer_log_lines(target.server.log_path, log_offset)
+        lines = lines_now()
     level.db_writes = sum(int(x.get("db_writes") or 0) for x in lines)
     level.answer_seconds = sum(float(x.get("duration_s") or 0) for x in lines)
     sql_after = await target.sql_counts()
@@ -358,7 +455,7 @@ def _print_level(level: Level) -> None:
     print(
         f"  {level.target:8} N={level.n:<4} ok={level.completed:<4} failed={level.failed:<3} "
         f"p50={ms(pct(level.live, 50))} p99={ms(level.p99)} max={ms(max(level.live, default=None))} ms  "
-        f"ttft+={ms(pct(level.ttft_added, 50))} ms  cpu server={level.cpu_pct(level.server_cpu):.0f}% "
+        f"ttft+={ms(pct(level.ttft_added, 50))}/{ms(level.ttft_p95)} ms  cpu server={level.cpu_pct(level.server_cpu):.0f}% "
         f"client={level.cpu_pct(level.client_cpu):.0f}% stub={level.cpu_pct(level.stub_cpu):.0f}%  "
         f"psi={'–' if level.pressure is None else f'{100 * level.pressure:.0f}%'} lag99={ms(level.lag_p99)} ms  "
         f"rss={level.rss_peak_kb / 1024:.0f} MB" + ("" if level.passed else "  ✗"),
@@ -373,15 +470,14 @@ async def step(target: Target, args) -> bool:
     n = target.search.next()
     if n is None:
         return False
-    rounds = args.alone_rounds if n == 1 else 1
-    level = await run_level(target, n, args, rounds=rounds)
+    level = await run_level(target, n, args, steady=True)
     tries = 1
     max_lag = args.max_lag / 1000
     # A failed level runs again (--confirm times), and up to twice more while the
     # load generator's own lag says the machine, not the server, was the limit.
     while not level.passed and (tries <= args.confirm or (level.noisy(max_lag) and tries <= args.confirm + 2)):
         tries += 1
-        again = await run_level(target, n, args, rounds=rounds)
+        again = await run_level(target, n, args, steady=True)
         if again.passed or (again.failed, again.p99 or math.inf) < (level.failed, level.p99 or math.inf):
             level = again
     level.tries = tries
@@ -392,7 +488,9 @@ async def step(target: Target, args) -> bool:
 
 async def find_capacities(targets: list[Target], args, ladder: list[int]) -> None:
     print(
-        f"capacity at {args.rate:g} tokens/s, {args.tokens} tokens per answer, p99 < {args.p99_limit:g} ms", flush=True
+        f"capacity under steady load: {args.tokens} tokens at {args.rate:g} tokens/s, Poisson arrivals, "
+        f"p99 < {args.p99_limit:g} ms and time to first token p95 < {args.ttft_limit:g} ms",
+        flush=True,
     )
     for target in targets:
         target.search = Search(ladder, args.bisect)
@@ -406,7 +504,14 @@ async def warm_up(target: Target, args) -> None:
     """First requests import and compile what the rest reuse: not part of any figure."""
     await asyncio.gather(*(target.client.answer(10, 200, timeout=30) for _ in range(2)))
     await asyncio.sleep(args.settle)
-    target.rss_rest_kb = rss_kb(target.pid)
+    target.rss_rest_kb = target.rss_kb()
+
+
+async def measure_alone(target: Target, args) -> None:
+    """One answer at a time, --alone-rounds in a row: what the server adds with
+    nothing queued behind it."""
+    alone = argparse.Namespace(**{**vars(args), "tokens": args.alone_tokens})
+    target.alone = await run_level(target, 1, alone, rounds=args.alone_rounds)
 
 
 async def measure_costs(target: Target, args) -> None:
@@ -415,12 +520,12 @@ async def measure_costs(target: Target, args) -> None:
     rendering, the model request) and a long fast one (what each token adds)."""
 
     async def per_answer(count: int, tokens: int) -> float | None:
-        before = cpu_seconds(target.pid)
+        before = sum(target.cpu().values())
         for _ in range(count):
             answer = await target.client.answer(tokens, COST_RATE, timeout=30)
             if not answer.ok:
                 return None
-        return (cpu_seconds(target.pid) - before) / count
+        return (sum(target.cpu().values()) - before) / count
 
     short = await per_answer(args.cost_answers, 1)
     long = await per_answer(max(1, args.cost_answers // 5), COST_TOKENS)

@@ -78,6 +78,10 @@ class AppServer(LiveServer):
         super().__init__(workdir, env)
         self.app = app
 
+    def start(self, timeout: float = 120) -> "AppServer":
+        # A busy machine may take a while to import the product.
+        return super().start(timeout)
+
 
 def server_env(stub: Stub) -> dict[str, str]:
     """The environment of both servers."""

@@ -64,8 +64,19 @@ from pathlib import Path
 
 from bench.client import Browser, RelayClient
 from bench.live_markdown import measure_apart
-from bench.measure import LADDER, Target, find_capacities, measure_costs, measure_replay, run_level, warm_up
-from bench.processes import PASSWORD, USER, Stub, rss_kb, start_servers
+from bench.load import measure_burst, measure_long, measure_memory_cycle
+from bench.measure import (
+    LADDER,
+    Target,
+    find_capacities,
+    measure_alone,
+    measure_costs,
+    measure_replay,
+    run_level,
+    warm_up,
+)
+from bench.processes import PASSWORD, USER, Stub, start_servers
+from bench.production import Production, ProductionTarget
 from bench.report import machine, report, write
 from tests.live import LiveServer
 
@@ -73,13 +84,22 @@ from tests.live import LiveServer
 def parse_args(argv: list[str]):
     parser = argparse.ArgumentParser(description="Benchmark of the streaming path against a bare relay.")
     parser.add_argument(
-        "--quick", action="store_true", help="smoke run: N = 1 and 2, 20 tokens, no bisection, no retries"
+        "--quick", action="store_true", help="smoke run: tiny sizes everywhere, no bisection, no retries"
     )
     parser.add_argument("--rate", type=float, default=50, help="tokens per second per answer (50)")
-    parser.add_argument("--tokens", type=int, default=None, help="tokens per answer (120; 20 with --quick)")
+    parser.add_argument(
+        "--tokens", type=int, default=None, help="tokens per answer under steady load (600; 40 with --quick)"
+    )
+    parser.add_argument(
+        "--window", type=float, default=None, help="seconds measured at each steady level (15; 3 with --quick)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the random arrivals (1)")
     parser.add_argument("--max-n", type=int, default=320, help="largest N tried (320)")
-    parser.add_argument("--ramp", type=float, default=1.0, help="seconds over which a level's answers start (1)")
+    parser.add_argument("--ramp", type=float, default=1.0, help="seconds over which a ramp level's answers start (1)")
     parser.add_argument("--p99-limit", type=float, default=100, help="capacity: p99 added latency limit in ms (100)")
+    parser.add_argument(
+        "--ttft-limit", type=float, default=500, help="capacity: time to first token p95 limit in ms (500)"
+    )
     parser.add_argument("--bisect", type=int, default=3, help="bisection steps after the ladder (3)")
     parser.add_argument("--confirm", type=int, default=1, help="extra runs of a failed level before it counts (1)")
     parser.add_argument(
@@ -90,6 +110,12 @@ def parse_args(argv: list[str]):
     )
     parser.add_argument("--alone-rounds", type=int, default=None, help="answers in a row at N=1 (3; 1 with --quick)")
     parser.add_argument(
+        "--alone-tokens",
+        type=int,
+        default=None,
+        help="tokens of the answers alone and of a burst (120; 20 with --quick)",
+    )
+    parser.add_argument(
         "--replay-events", type=int, default=None, help="events of the replayed answer (2000; 500 with --quick)"
     )
     parser.add_argument("--replay-repeats", type=int, default=None, help="replays measured (7; 3 with --quick)")
@@ -97,71 +123,137 @@ def parse_args(argv: list[str]):
     parser.add_argument(
         "--cost-answers", type=int, default=None, help="1-token answers one at a time (100; 10 with --quick)"
     )
+    parser.add_argument(
+        "--burst", type=int, default=None, help="answers of a burst, started within 1 s (50; 5 with --quick)"
+    )
+    parser.add_argument(
+        "--burst-background", type=int, default=None, help="answers streaming when it comes (20; 3 with --quick)"
+    )
+    parser.add_argument(
+        "--long-tokens", type=int, default=None, help="tokens of the long answer (11000; 1200 with --quick)"
+    )
+    parser.add_argument("--long-rate", type=float, default=1000, help="its tokens per second (1000)")
+    parser.add_argument("--long-window", type=int, default=None, help="tokens per CPU window (1000; 200 with --quick)")
+    parser.add_argument("--long-runs", type=int, default=None, help="long answers measured (3; 1 with --quick)")
+    parser.add_argument(
+        "--memory-streams", type=int, default=None, help="streams opened and closed (2000; 20 with --quick)"
+    )
+    parser.add_argument("--memory-open", type=int, default=None, help="of them open at once (500; 10 with --quick)")
+    parser.add_argument("--memory-concurrency", type=int, default=16, help="streams being opened at once (16)")
+    parser.add_argument(
+        "--memory-seconds", type=float, default=None, help="how long each of those answers lasts (15; 3 with --quick)"
+    )
+    parser.add_argument("--no-production", action="store_true", help="skip the two-worker PostgreSQL + Redis run")
     parser.add_argument("--plain-product", action="store_true", help="serve chatproject.asgi itself (no SQL count)")
     parser.add_argument("--out", default="docs/benchmarks.md")
     parser.add_argument("--json", default=None, help="also write the figures as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (databases, server logs)")
     args = parser.parse_args(argv)
-    if args.tokens is None:
-        args.tokens = 20 if args.quick else 120
-    if args.alone_rounds is None:
-        args.alone_rounds = 1 if args.quick else 3
-    if args.replay_events is None:
-        args.replay_events = 500 if args.quick else 2000
-    if args.replay_repeats is None:
-        args.replay_repeats = 3 if args.quick else 7
-    if args.cost_answers is None:
-        args.cost_answers = 10 if args.quick else 100
+    defaults = {
+        # option: (full run, --quick)
+        "tokens": (600, 40),
+        "window": (15.0, 3.0),
+        "alone_rounds": (3, 1),
+        "alone_tokens": (120, 20),
+        "replay_events": (2000, 500),
+        "replay_repeats": (7, 3),
+        "cost_answers": (100, 10),
+        "burst": (50, 5),
+        "burst_background": (20, 3),
+        "long_tokens": (11000, 1200),
+        "long_window": (1000, 200),
+        "long_runs": (3, 1),
+        "memory_streams": (2000, 20),
+        "memory_open": (500, 10),
+        "memory_seconds": (15.0, 3.0),
+    }
+    for name, (full, quick) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     if args.quick:
         args.bisect = 0
         args.confirm = 0
+        args.max_lag = float("inf")
         args.settle = min(args.settle, 0.2)
     return args
+
+
+async def _embedded(args, work: Path, stub: Stub, info: dict, servers: list[LiveServer], clients: list) -> dict:
+    """The embedded default (one daphne, SQLite, the in-process log) against the relay."""
+    ladder = [5] if args.quick else [n for n in LADDER if n <= args.max_n]
+    if not args.quick and ladder[-1] < args.max_n:
+        ladder.append(args.max_n)
+    product_server, baseline_server = start_servers(work, stub, info["product_app"], servers)
+    browser = Browser(product_server.url)
+    clients.append(browser)
+    product = Target("product", product_server, browser, stub, counts_db=True, counts_sql=not args.plain_product)
+    baseline = Target(
+        "baseline", baseline_server, RelayClient(baseline_server.url), stub, counts_db=False, counts_sql=False
+    )
+    targets = (product, baseline)
+    for target in targets:
+        target.rss_start_kb = target.rss_kb()
+    await browser.login(USER, PASSWORD)
+    for target in targets:
+        await warm_up(target, args)
+    print(f"embedded: logged in and warmed up after {time.monotonic() - info['started']:.1f} s", flush=True)
+    for target in targets:
+        await measure_costs(target, args)
+        await measure_alone(target, args)
+    await find_capacities(list(targets), args, ladder)
+    # Database writes must not follow the token rate: the same answer length
+    # in time, four times the tokens.
+    faster = argparse.Namespace(**{**vars(args), "rate": args.rate * 4, "tokens": args.alone_tokens * 4})
+    info["rate_check"] = (await run_level(product, 10, faster)).as_dict()
+    replay = await measure_replay(browser, product_server, args)
+    print(f"  replay of {args.replay_events} events: {replay}", flush=True)
+    shapes = {}
+    for target in targets:
+        shapes[target.name] = {
+            "burst": await measure_burst(target, args),
+            "long": await measure_long(target, args),
+            "memory": await measure_memory_cycle(target, args),
+        }
+    for server in (product_server, baseline_server):
+        server.stop()
+    return {"product": product, "baseline": baseline, "replay": replay, "shapes": shapes}
+
+
+async def _production(args, work: Path, stub: Stub, info: dict, clients: list, stops: list) -> dict:
+    """Two workers on PostgreSQL + Redis: capacity, CPU of every process, a burst."""
+    production = Production(work / "production", stub, info["product_app"])
+    stops.append(production.stop)
+    production.start()
+    target = ProductionTarget(production, stub)
+    clients.append(target.client)
+    target.rss_start_kb = target.rss_kb()
+    await target.client.login(USER, PASSWORD)
+    await warm_up(target, args)
+    print(f"production: up and warmed after {time.monotonic() - info['started']:.1f} s", flush=True)
+    await measure_costs(target, args)
+    ladder = [5] if args.quick else [n for n in LADDER if n <= args.max_n]
+    await find_capacities([target], args, ladder)
+    burst = await measure_burst(target, args)
+    return {"target": target, "burst": burst}
 
 
 async def _main(args, argv: list[str]) -> int:
     started = time.monotonic()
     info = {
+        "started": started,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "load_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "product_app": "chatproject.asgi:application" if args.plain_product else "bench.product_asgi:application",
     }
-    ladder = [1, 2] if args.quick else [n for n in LADDER if n <= args.max_n]
-    if not args.quick and ladder[-1] < args.max_n:
-        ladder.append(args.max_n)
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     stub = Stub(work / "stub.log")
     servers: list[LiveServer] = []
-    browser = None
+    clients: list = []
+    stops: list = []
     try:
-        product_server, baseline_server = start_servers(work, stub, info["product_app"], servers)
-        print(f"servers up after {time.monotonic() - started:.1f} s", flush=True)
-        browser = Browser(product_server.url)
-        product = Target("product", product_server, browser, stub, counts_db=True, counts_sql=not args.plain_product)
-        baseline = Target(
-            "baseline", baseline_server, RelayClient(baseline_server.url), stub, counts_db=False, counts_sql=False
-        )
-        for target in (product, baseline):
-            target.rss_start_kb = rss_kb(target.pid)
-        await browser.login(USER, PASSWORD)
-        for target in (product, baseline):
-            await warm_up(target, args)
-        print(f"logged in and warmed up after {time.monotonic() - started:.1f} s", flush=True)
-        for target in (product, baseline):
-            await measure_costs(target, args)
-        await find_capacities([product, baseline], args, ladder)
-        print(f"levels done after {time.monotonic() - started:.1f} s", flush=True)
-        # Database writes must not follow the token rate: the same answer length
-        # in time, four times the tokens.
-        faster = argparse.Namespace(**{**vars(args), "rate": args.rate * 4, "tokens": args.tokens * 4})
-        info["rate_check"] = (await run_level(product, 10, faster)).as_dict()
-        replay = await measure_replay(browser, product_server, args)
-        print(
-            f"  replay of {args.replay_events} events: median {replay.get('median_ms')} ms, max {replay.get('max_ms')} ms, "
-            f"{replay.get('frames')} frames {replay.get('errors') or replay.get('error') or ''}",
-            flush=True,
-        )
+        embedded = await _embedded(args, work, stub, info, servers, clients)
+        production = None if args.no_production else await _production(args, work, stub, info, clients, stops)
         info["live_markdown"] = measure_apart(quick=args.quick)
         print(
             "  live Markdown: fragments {fragments_over_final:.2f}× final HTML, CPU per token at 10,000 ÷ at 100 "
@@ -170,16 +262,18 @@ async def _main(args, argv: list[str]) -> int:
         )
         info["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         info["run_seconds"] = time.monotonic() - started
-        text, data = report(args, argv, product, baseline, replay, info)
+        text, data = report(args, argv, embedded, production, info)
         write(text, data, Path(args.out), args.json)
         if args.keep:
             print(f"work directory kept: {work}")
         return 0
     finally:
-        if browser is not None:
-            await browser.aclose()
+        for client in clients:
+            await client.aclose()
         for server in servers:
             server.stop()
+        for stop in stops:
+            stop()
         stub.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

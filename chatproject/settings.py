@@ -148,6 +148,10 @@ if TESTING:
     CHAT_REDIS_PREFIX += f":test-{secrets.token_hex(4)}"
 # Events kept per answer in Redis; a reader further behind reads the database.
 CHAT_REDIS_STREAM_MAXLEN = env_int("CHAT_REDIS_STREAM_MAXLEN", 20000, minimum=100)
+# Connections a worker may hold to Redis. Each stream waiting for events and
+# each generation waiting for a Stop holds one for its blocking read: about two
+# per answer a worker carries, plus one per viewer beyond the first.
+CHAT_REDIS_MAX_CONNECTIONS = env_int("CHAT_REDIS_MAX_CONNECTIONS", 2000, minimum=10)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

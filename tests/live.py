@@ -130,11 +130,11 @@ class LiveServer(ServerProcess):
         )
         return self
 
-    def start(self) -> "LiveServer":
+    def start(self, timeout: float = 20) -> "LiveServer":
         """Start daphne (unless spawned) and wait until it accepts connections."""
         if self.process is None or self.process.poll() is not None:
             self.spawn()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"daphne exited:\n{self.log_path.read_text()}")
@@ -143,7 +143,7 @@ class LiveServer(ServerProcess):
                     return self
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError("daphne did not start in 20 s")
+        raise RuntimeError(f"daphne did not start in {timeout:g} s")
 
     def sql(self, query: str, *params) -> list[tuple]:
         """Read the server's database directly, as an operator would."""

@@ -107,6 +107,8 @@ class RedisEventLog:
                 del self._clients[key]
             connection = Redis.from_url(
                 self.url,
+                # redis-py's default (100) fails a worker's fiftieth answer.
+                max_connections=settings.CHAT_REDIS_MAX_CONNECTIONS,
                 decode_responses=True,
                 socket_connect_timeout=CONNECT_TIMEOUT,
                 socket_timeout=SOCKET_TIMEOUT,
