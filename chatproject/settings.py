@@ -148,6 +148,11 @@ if TESTING:
     CHAT_REDIS_PREFIX += f":test-{secrets.token_hex(4)}"
 # Events kept per answer in Redis; a reader further behind reads the database.
 CHAT_REDIS_STREAM_MAXLEN = env_int("CHAT_REDIS_STREAM_MAXLEN", 20000, minimum=100)
+# An answer's events go to Redis in one write per round trip (those that come
+# while a write is under way, together); a pause after each write, in
+# milliseconds, makes the batches larger and the writes fewer, at the cost of as
+# much delay for the events that wait.
+CHAT_EVENT_LOG_COALESCE_MS = env_number("CHAT_EVENT_LOG_COALESCE_MS", 0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
