@@ -152,6 +152,11 @@ CHAT_REDIS_STREAM_MAXLEN = env_int("CHAT_REDIS_STREAM_MAXLEN", 20000, minimum=10
 # each generation waiting for a Stop holds one for its blocking read: about two
 # per answer a worker carries, plus one per viewer beyond the first.
 CHAT_REDIS_MAX_CONNECTIONS = env_int("CHAT_REDIS_MAX_CONNECTIONS", 2000, minimum=10)
+# An answer's events go to Redis in one write per round trip (those that come
+# while a write is under way, together); a pause after each write, in
+# milliseconds, makes the batches larger and the writes fewer, at the cost of as
+# much delay for the events that wait.
+CHAT_EVENT_LOG_COALESCE_MS = env_number("CHAT_EVENT_LOG_COALESCE_MS", 0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

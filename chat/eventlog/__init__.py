@@ -15,8 +15,14 @@ from chat.events import Event
 
 
 class EventLog(Protocol):
-    async def publish(self, message_id: int, event: Event) -> None:
-        """Append `event`; its seq is one more than the last one published."""
+    # Whether a write is a round trip to another process (Redis): the Publisher
+    # then does not wait for each event, and sends those of an answer that come
+    # while a write is under way together, in one publish.
+    remote: bool
+
+    async def publish(self, message_id: int, *events: Event) -> None:
+        """Append `events`, in order, in one write; the first one's seq is one
+        more than the last one published."""
 
     async def read_after(self, message_id: int, cursor: int, timeout: float) -> list[Event]:
         """The events with seq > cursor, waiting up to `timeout` seconds for the

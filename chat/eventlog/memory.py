@@ -62,6 +62,10 @@ def _resolve(future: asyncio.Future) -> None:
 
 
 class MemoryEventLog:
+    # A write is a few list operations: the Publisher waits for each, and
+    # readers are woken as soon as an event exists.
+    remote = False
+
     def __init__(self) -> None:
         self._answers: dict[int, _Answer] = {}
         # (expires_at, message_id) in the order the times were set: a sweep looks
@@ -94,16 +98,17 @@ class MemoryEventLog:
             if answer is not None and answer.expires_at == expires_at:
                 del self._answers[message_id]
 
-    async def publish(self, message_id: int, event: Event) -> None:
+    async def publish(self, message_id: int, *events: Event) -> None:
         answer = self._answer(message_id)
         # A new attempt (Continue) after the answer finished: readers from before
         # it fall back to the database.
         answer.finished = None
-        if answer.events and event.seq != answer.events[-1].seq + 1:
-            # A new generation of the message after the old events expired, or
-            # a Continue: restart the log from the new sequence number.
-            answer.events.clear()
-        answer.events.append(event)
+        for event in events:
+            if answer.events and event.seq != answer.events[-1].seq + 1:
+                # A new generation of the message after the old events expired,
+                # or a Continue: restart the log from the new sequence number.
+                answer.events.clear()
+            answer.events.append(event)
         answer.expires_at = None
         _wake(answer.waiters)
 

@@ -46,23 +46,29 @@ MAX_RECONNECT_DELAY = 5
 # The largest stream id Redis accepts; a larger cursor reads nothing.
 MAX_SEQ = 2**64 - 1
 
-# Append one event; a sequence number that does not follow the last one starts
-# the stream over (a new generation after a crash), as memory.py does. The same
-# event twice is a client retry after a lost reply, not a restart.
+# Append a batch of events (ARGV: maxlen, lifetime, then seq and JSON of each),
+# in one round trip and one check. A first sequence number that does not follow
+# the last one starts the stream over (a new generation after a crash), as
+# memory.py does. A batch whose last event is already the stream's last is a
+# client retry after a lost reply (the script is atomic: all of it was stored),
+# not a restart. Trimmed once, by the last XADD.
 PUBLISH = """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-local seq = tonumber(ARGV[1])
+local n = #ARGV
 if last then
   local last_seq = tonumber(string.match(last[1], '^%d+'))
-  if last_seq == seq and last[2][2] == ARGV[2] then
+  if last_seq == tonumber(ARGV[n - 1]) and last[2][2] == ARGV[n] then
     return 0
   end
-  if last_seq + 1 ~= seq then
+  if last_seq + 1 ~= tonumber(ARGV[3]) then
     redis.call('DEL', KEYS[1])
   end
 end
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], ARGV[1] .. '-0', 'e', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+for i = 3, n - 3, 2 do
+  redis.call('XADD', KEYS[1], ARGV[i] .. '-0', 'e', ARGV[i + 1])
+end
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], ARGV[n - 1] .. '-0', 'e', ARGV[n])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
@@ -92,6 +98,9 @@ class _Client:
 
 
 class RedisEventLog:
+    # Every write is a round trip: the Publisher sends an answer's events in batches.
+    remote = True
+
     def __init__(self, url: str, prefix: str | None = None) -> None:
         self.url = url
         self.prefix = settings.CHAT_REDIS_PREFIX if prefix is None else prefix
@@ -124,14 +133,12 @@ class RedisEventLog:
     def _key(self, kind: str, message_id: int) -> str:
         return f"{self.prefix}:{kind}:{message_id}"
 
-    async def publish(self, message_id: int, event: Event) -> None:
+    async def publish(self, message_id: int, *events: Event) -> None:
         client = self._client()
-        maxlen = settings.CHAT_REDIS_STREAM_MAXLEN
-        await client.publish(
-            keys=[self._key("events", message_id)],
-            args=[event.seq, event.to_json(), maxlen, LIVE_TTL * 1000],
-            client=client.redis,
-        )
+        args = [settings.CHAT_REDIS_STREAM_MAXLEN, LIVE_TTL * 1000]
+        for event in events:
+            args += (event.seq, event.to_json())
+        await client.publish(keys=[self._key("events", message_id)], args=args, client=client.redis)
 
     async def read_after(self, message_id: int, cursor: int, timeout: float) -> list[Event]:
         if cursor >= MAX_SEQ:
