@@ -72,7 +72,11 @@ def servers_for(user_id: int) -> QuerySet[McpServer]:
 
 
 def offered_tools(user_id: int, conversation_id: int) -> list[OfferedTool]:
-    servers = servers_for(user_id).exclude(off_in=conversation_id)
+    # The user's servers first: where there are none, no query for their tools
+    # (building it cost an answer's start a tenth of its CPU).
+    servers = list(servers_for(user_id).exclude(off_in=conversation_id).values_list("pk", flat=True))
+    if not servers:
+        return []
     tools = (
         McpTool.objects.filter(server__in=servers, listed=True)
         .exclude(policy=McpTool.Policy.NEVER)
