@@ -103,6 +103,18 @@ async def test_a_waiting_reader_wakes_up_when_another_worker_publishes(worker_a,
     assert time.monotonic() - started < 3
 
 
+async def test_a_worker_carries_more_waiting_readers_than_redis_pys_default_pool(worker_a, worker_b):
+    """Each stream waiting for events holds a connection for its blocking read
+    (and each generation one for its Stop watch): redis-py's default pool of 100
+    failed a worker's fiftieth answer with "Too many connections"."""
+    readers = 150
+    waiting = [asyncio.create_task(worker_b.read_after(m, 0, timeout=4)) for m in range(1, readers + 1)]
+    await wait_until_async(lambda: blocking(worker_b, readers), message="not every reader waited")
+    for m in range(1, readers + 1):
+        await worker_a.publish(m, text(1))
+    assert await asyncio.wait_for(asyncio.gather(*waiting), 10) == [[text(1)]] * readers
+
+
 async def test_a_reader_gets_nothing_when_nothing_comes(worker_b):
     started = time.monotonic()
     assert await worker_b.read_after(1, 0, timeout=0.2) == []
