@@ -243,6 +243,7 @@ def private_redis():
     server.stop()
 
 
+@pytest.mark.slow
 async def test_it_raises_while_redis_is_down_and_works_again_when_it_is_back(private_redis, settings):
     log = RedisEventLog(private_redis.url, prefix="outage")
     other = RedisEventLog(private_redis.url, prefix="outage")

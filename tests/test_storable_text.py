@@ -8,6 +8,7 @@ Persona: `alice` writes the prompts; the model and the tools are the hostile par
 """
 
 import json
+import logging
 
 import pytest
 
@@ -119,7 +120,8 @@ async def test_tool_calls_and_results_that_cannot_be_stored_are_stored_replaced(
     assert results[0] == {"role": "tool", "tool_call_id": "call\ufffda", "content": STORED}
 
 
-async def test_a_provider_error_that_cannot_be_stored_is_stored_replaced(stub, alice_async, conversation):
+async def test_a_provider_error_that_cannot_be_stored_is_stored_replaced(stub, alice_async, conversation, caplog):
+    caplog.set_level(logging.WARNING, logger="chat.generation")
     stub.script(Stream(["Partial."], error=HOSTILE))
     message = await send(alice_async, conversation, "Fail oddly")
     frames = await read_stream(alice_async, message)
@@ -130,6 +132,9 @@ async def test_a_provider_error_that_cannot_be_stored_is_stored_replaced(stub, a
     assert STORED not in stored.error
     attempt = await Generation.objects.aget(message=stored)
     assert STORED in attempt.error_detail
+    # The log says them as stored too: a lone surrogate cannot be written to a UTF-8 log file.
+    failures = [r.getMessage() for r in caplog.records if r.getMessage().startswith("provider failed")]
+    assert len(failures) == 1 and failures[0].endswith(STORED), failures
 
 
 async def test_token_counts_too_large_to_store_are_stored_as_the_largest_count(stub, alice_async, conversation):

@@ -225,10 +225,15 @@ class Answer:
                     self.choice, request_body(self.choice, messages, tools), reply, self._text, self._reasoning
                 )
             except ProviderFailure as failure:
-                logger.warning(
-                    "provider failed message=%s generation=%s: %s", self.message_id, self.generation.pk, failure.detail
-                )
+                # The provider's words as stored: a lone surrogate cannot be encoded
+                # in UTF-8, so a log file would lose the whole line.
                 self.error_detail = storable(failure.detail)
+                logger.warning(
+                    "provider failed message=%s generation=%s: %s",
+                    self.message_id,
+                    self.generation.pk,
+                    self.error_detail,
+                )
                 return Outcome(Status.ERROR, StopReason.PROVIDER_ERROR, str(failure))
             except AnswerTooLong:
                 return Outcome(
