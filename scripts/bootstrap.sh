@@ -13,6 +13,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"
+# Compiled modules are cached (__pycache__, ignored by git): where the
+# environment turns that off, every test run would compile the app and rewrite
+# every test module's asserts again (13 of the quick loop's seconds, per process).
+unset PYTHONDONTWRITEBYTECODE
 
 # The real model the tests run against (requirements-model.txt): llama-cpp-python
 # builds llama.cpp from source, a few minutes the first time (pip caches the

@@ -54,12 +54,14 @@ def read_settings(env: dict[str, str]) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_check_deploy_is_clean_with_production_settings():
     result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], PRODUCTION)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
 
+@pytest.mark.slow
 def test_debug_is_off_unless_asked_for():
     assert read_settings({"SECRET_KEY": PRODUCTION["SECRET_KEY"]})["DEBUG"] is False
     assert read_settings({"DJANGO_DEBUG": "1"})["DEBUG"] is True
@@ -70,6 +72,7 @@ def test_the_development_server_script_turns_debug_on():
     assert re.search(r'^export DJANGO_DEBUG="\$\{DJANGO_DEBUG:-1\}"$', serve, re.MULTILINE)
 
 
+@pytest.mark.slow
 def test_production_requires_a_secret_key():
     result = run(["-c", "import django; django.setup()"], {"DJANGO_DEBUG": "0"})
     assert result.returncode != 0
@@ -79,6 +82,7 @@ def test_production_requires_a_secret_key():
     assert run(["-c", "import django; django.setup()"], {}).returncode != 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["changeme", "x" * 60, "insecure-development-key-never-use-in-production"])
 def test_production_refuses_a_weak_secret_key(key):
     result = run(["-c", "import django; django.setup()"], {**PRODUCTION, "SECRET_KEY": key})
@@ -87,17 +91,20 @@ def test_production_refuses_a_weak_secret_key(key):
     assert "secrets.token_urlsafe(50)" in result.stderr
 
 
+@pytest.mark.slow
 def test_development_runs_without_a_secret_key():
     result = run(["-c", "import django; django.setup()"], {"DJANGO_DEBUG": "1"})
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_a_bad_boolean_is_refused_with_its_name():
     result = run(["-c", "import django; django.setup()"], {**PRODUCTION, "HTTPS": "maybe"})
     assert result.returncode != 0
     assert "HTTPS='maybe' is not a boolean" in result.stderr
 
 
+@pytest.mark.slow
 def test_https_turns_on_secure_cookies_hsts_and_the_redirect():
     values = read_settings(PRODUCTION)
     assert values["DEBUG"] is False
@@ -116,6 +123,7 @@ def test_https_turns_on_secure_cookies_hsts_and_the_redirect():
     assert values["X_FRAME_OPTIONS"] == "DENY"
 
 
+@pytest.mark.slow
 def test_hsts_subdomains_and_preload_are_opt_in():
     opted_in = {**PRODUCTION, "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1", "SECURE_HSTS_PRELOAD": "1"}
     values = read_settings(opted_in)
@@ -127,12 +135,14 @@ def test_hsts_subdomains_and_preload_are_opt_in():
     assert (values["SECURE_HSTS_INCLUDE_SUBDOMAINS"], values["SECURE_HSTS_PRELOAD"]) == (True, False)
 
 
+@pytest.mark.slow
 def test_hsts_preload_without_subdomains_is_refused():
     result = run(["-c", "import django; django.setup()"], {**PRODUCTION, "SECURE_HSTS_PRELOAD": "1"})
     assert result.returncode != 0
     assert "SECURE_HSTS_PRELOAD=1 needs SECURE_HSTS_INCLUDE_SUBDOMAINS=1" in result.stderr
 
 
+@pytest.mark.slow
 def test_without_https_cookies_still_work_over_http():
     values = read_settings({**PRODUCTION, "HTTPS": "0"})
     assert values["SESSION_COOKIE_SECURE"] is False
@@ -233,6 +243,7 @@ async def test_the_stream_carries_the_policy(stub, alice_async, conversation):
     b"".join([chunk async for chunk in response.streaming_content])
 
 
+@pytest.mark.slow
 def test_check_deploy_warns_without_the_security_middleware():
     """Django's own checks for these are silenced (they want its exact paths):
     ours must still catch the middleware missing."""

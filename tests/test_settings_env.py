@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# Every case starts a Python process and the whole app: not in the quick loop.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = {"DJANGO_DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50)}
 
