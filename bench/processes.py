@@ -101,6 +101,8 @@ def server_env(stub: Stub) -> dict[str, str]:
         "CHAT_MAX_CONCURRENT_ANSWERS": "100000",
         "CHAT_PROMPTS_PER_MINUTE": "100000",
         "CHAT_MAX_STREAMS_PER_USER": "100000",
+        # The long answer's 11,000 stamped tokens are ~220,000 characters.
+        "CHAT_MAX_ANSWER_CHARS": "1000000",
     }
 
 

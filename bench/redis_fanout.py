@@ -3,11 +3,13 @@ Redis's cost per event stay flat as the answers (streams, blocked readers,
 connections) multiply, with the event rate held constant?
 
     .venv/bin/python -m bench.redis_fanout [--workers 3] [--events-per-second 2400]
-                                           [--streams 48,240,960,2400] [--seconds 15]
+                                           [--streams 48,240,960] [--seconds 15]
+    .venv/bin/python -m bench.redis_fanout --per-stream 50 --streams 12,24,48
 
 The scaling plan (docs/scaling.md) counts Redis's CPU per event and multiplies;
 that holds only if the cost per event does not grow with the number of streams.
-Each level runs `--workers` processes, each with its share of the answers: per
+Each level holds the total event rate (--events-per-second) or, with
+--per-stream, each answer's rate; each runs `--workers` processes, each with its share of the answers: per
 answer, the generation's Publisher publishing text events (a 200-byte fragment
 each, as a rendered delta is) at the level's rate per answer, and one reader
 following it as the stream view does (RedisEventLog.read_after from its cursor,
@@ -99,12 +101,12 @@ def _commands(redis_client) -> int:
     return sum(v["calls"] for v in redis_client.info("commandstats").values())
 
 
-def run_level(redis: RedisServer, workers: int, streams: int, events_per_second: float, seconds: float) -> dict:
+def run_level(redis: RedisServer, workers: int, streams: int, rate: float, seconds: float) -> dict:
+    """`streams` answers of `rate` events per second each."""
     import redis as redis_py
 
     client = redis_py.Redis.from_url(redis.url)
     client.flushall()
-    rate = events_per_second / streams
     per_worker = [streams // workers + (1 if i < streams % workers else 0) for i in range(workers)]
     context = multiprocessing.get_context("spawn")
     pipes, processes = [], []
@@ -151,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--events-per-second", type=float, default=2400)
-    parser.add_argument("--streams", default="48,240,960,2400")
+    parser.add_argument("--streams", default="48,240,960")
+    parser.add_argument("--per-stream", type=float, default=None, help="events per second of each answer")
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -159,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         for streams in (int(x) for x in args.streams.split(",")):
-            row = run_level(redis, args.workers, streams, args.events_per_second, args.seconds)
+            rate = args.per_stream or args.events_per_second / streams
+            row = run_level(redis, args.workers, streams, rate, args.seconds)
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
