@@ -6,7 +6,6 @@ PAUSE holds a write under way) or killed."""
 
 import asyncio
 import logging
-import secrets
 
 import pytest
 import redis
@@ -17,7 +16,7 @@ from chat.eventlog.redis import RedisEventLog
 from chat.events import Event
 from chat.generation.publisher import Publisher
 from tests.live import RedisServer
-from tests.test_eventlog_redis import SHARED_REDIS_URL, shared_redis_or_skip
+from tests.test_eventlog_redis import SHARED_REDIS_URL, keys_of_this_test
 from tests.waiting import wait_until_async
 
 
@@ -32,14 +31,7 @@ def private_redis():
 
 @pytest.fixture
 def shared_prefix():
-    """Keys of this test only, on the shared Redis; deleted afterwards."""
-    shared_redis_or_skip()
-    prefix = f"test-batches-{secrets.token_hex(6)}"
-    yield prefix
-    client = redis.Redis.from_url(SHARED_REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
+    yield from keys_of_this_test("test-batches")
 
 
 def part(seq: int) -> dict:

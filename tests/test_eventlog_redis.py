@@ -6,6 +6,7 @@ import asyncio
 import os
 import secrets
 import time
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -28,16 +29,21 @@ def shared_redis_or_skip(url: str = SHARED_REDIS_URL) -> None:
         pytest.skip(f"Redis is not reachable at {url} ({exc}); start it or set REDIS_URL")
 
 
-@pytest.fixture
-def prefix():
-    """Keys of this test only; deleted afterwards."""
+def keys_of_this_test(label: str) -> Iterator[str]:
+    """A key prefix of the test's own on the shared Redis; its keys are deleted
+    afterwards."""
     shared_redis_or_skip()
-    prefix = f"test-eventlog-{secrets.token_hex(6)}"
+    prefix = f"{label}-{secrets.token_hex(6)}"
     yield prefix
     client = redis.Redis.from_url(SHARED_REDIS_URL)
     keys = list(client.scan_iter(match=f"{prefix}:*"))
     if keys:
         client.delete(*keys)
+
+
+@pytest.fixture
+def prefix():
+    yield from keys_of_this_test("test-eventlog")
 
 
 def named(url: str, name: str) -> str:
