@@ -410,8 +410,8 @@ def _header(args, argv: list[str], info: dict) -> list[str]:
         f"| Command | `{' '.join(['.venv/bin/python -m bench.run', *map(shlex.quote, argv)])}` |",
         f"| Date | {info['date']} |",
         f"| Machine | {m['nproc']} CPUs ({m['cpu']}), {m['ram_gb']} GB RAM, Linux {m['kernel']}, Python {m['python']} |",
-        f"| Load | shared with other engineers' test runs: load average {info['load_start']} at start, {info['load_end']} at end; "
-        f"CPU pressure and the client's loop lag per level below. Figures are noisy |",
+        f"| Load | load average {info['load_start']} at start, {info['load_end']} at end; "
+        f"CPU pressure and the client's loop lag per level below |",
         f"| Answers | steady load: {args.tokens} tokens at {args.rate:g} tokens/s ({args.tokens / args.rate:.1f} s); a "
         f"level of N has answers arrive at random (Poisson) at N ÷ {args.tokens / args.rate:g} per second, so N are open "
         f"on average, and measures {args.window:g} s once the load is steady; a failed level is run again "

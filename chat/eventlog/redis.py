@@ -134,6 +134,8 @@ class RedisEventLog:
         return f"{self.prefix}:{kind}:{message_id}"
 
     async def publish(self, message_id: int, *events: Event) -> None:
+        if not events:
+            return
         client = self._client()
         args = [settings.CHAT_REDIS_STREAM_MAXLEN, LIVE_TTL * 1000]
         for event in events:

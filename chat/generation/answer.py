@@ -352,6 +352,10 @@ class Answer:
         )
         writes = 0
         gone = False
+        # Every event published so far is in the log before the end is stored:
+        # once it is, a Continue may start a new attempt on the message, whose
+        # events must not meet this one's still on their way.
+        await self.publisher.flush()
         try:
             outcome, writes, html = await store_end_with_retries(end, outcome, now)
         except MessageGone:
