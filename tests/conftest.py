@@ -17,7 +17,7 @@ from chat.live_markdown import LiveMarkdown
 from chat.markdown import render_markdown
 from chat.models import Conversation, Message
 from chat.rendering import escape_text
-from tests.live import LiveServer
+from tests.live import LiveServer, RedisServer
 from tests.live_page import LivePage
 from tests.openai_stub import OpenAIStub
 from tests.realmodel import MODEL_ALIAS, ModelServer, model_file, skip_or_fail_without_model
@@ -232,3 +232,13 @@ def live_page(*stretches: str) -> LivePage:
 def shown(*stretches: str) -> str:
     """What `texts` gives for frames that carry `stretches` (see `live_page`)."""
     return live_page(*stretches).text()
+
+
+@pytest.fixture
+def private_redis():
+    """A redis-server of the test's own, which it may kill and start again."""
+    if not RedisServer.available():
+        pytest.skip("redis-server is not installed")
+    server = RedisServer().start()
+    yield server
+    server.stop()

@@ -15,18 +15,8 @@ from chat.eventlog.memory import MemoryEventLog
 from chat.eventlog.redis import RedisEventLog
 from chat.events import Event
 from chat.generation.publisher import Publisher
-from tests.live import RedisServer
 from tests.test_eventlog_redis import SHARED_REDIS_URL, keys_of_this_test
 from tests.waiting import wait_until_async
-
-
-@pytest.fixture
-def private_redis():
-    if not RedisServer.available():
-        pytest.skip("redis-server is not installed")
-    server = RedisServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from redis.exceptions import RedisError
 
 from chat.eventlog.redis import MAX_BLOCK, RedisEventLog
 from chat.events import Event
-from tests.live import RedisServer
 from tests.waiting import wait_until_async
 
 SHARED_REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
@@ -238,15 +237,6 @@ def test_one_log_serves_several_event_loops(worker_a, worker_b):
 
 
 # Outage: a private redis-server, killed and started again.
-
-
-@pytest.fixture
-def private_redis():
-    if not RedisServer.available():
-        pytest.skip("redis-server is not installed")
-    server = RedisServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.slow
