@@ -37,14 +37,14 @@ def writes(admin: redis.Redis) -> int:
     return admin.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
 
 
-def pause_writes(admin: redis.Redis) -> None:
-    """Redis holds every write that comes until it is unpaused (or killed)."""
+async def publish_while_a_write_is_held(admin: redis.Redis, publisher: Publisher, seqs: range) -> None:
+    """Redis holds every write until it is unpaused (or killed): the first of
+    `seqs` is published and its write held, then the rest are published."""
     admin.client_pause(60_000, all=False)
-
-
-async def held(admin: redis.Redis) -> None:
-    """Return once Redis holds a write."""
+    await publisher.publish(events.TEXT_DELTA, part(seqs[0]))
     await wait_until_async(lambda: admin.info("clients")["blocked_clients"] == 1, message="no write was held")
+    for seq in seqs[1:]:
+        await publisher.publish(events.TEXT_DELTA, part(seq))
 
 
 async def test_what_comes_during_a_write_goes_in_the_next_one(private_redis):
@@ -56,11 +56,7 @@ async def test_what_comes_during_a_write_goes_in_the_next_one(private_redis):
     await publisher.flush()
     admin.config_resetstat()
 
-    pause_writes(admin)
-    await publisher.publish(events.TEXT_DELTA, part(2))
-    await held(admin)
-    for seq in range(3, 201):
-        await publisher.publish(events.TEXT_DELTA, part(seq))
+    await publish_while_a_write_is_held(admin, publisher, range(2, 201))
     admin.client_unpause()
     await publisher.flush()
 
@@ -156,11 +152,7 @@ async def test_a_redis_outage_during_a_write_costs_the_log_not_the_answer(privat
         await publisher.publish(events.TEXT_DELTA, part(seq))
     await publisher.flush()
 
-    pause_writes(admin)
-    await publisher.publish(events.TEXT_DELTA, part(3))
-    await held(admin)
-    for seq in range(4, 11):
-        await publisher.publish(events.TEXT_DELTA, part(seq))
+    await publish_while_a_write_is_held(admin, publisher, range(3, 11))
     private_redis.kill()
     # Neither the batch under way nor the next one raises; the answer goes on.
     for seq in range(11, 21):
